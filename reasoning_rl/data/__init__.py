@@ -1,0 +1,19 @@
+"""Data sets: each yields Problems (id, chat messages, gold answer) and names its grader."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from reasoning_rl.data import gsm8k  # noqa: F401  (registers the data set)
+from reasoning_rl.data.base import Problem
+from reasoning_rl.data.registry import DatasetSpec, get_dataset, register_dataset
+
+
+def load_problems(dataset_cfg: Mapping[str, Any], prompt_cfg: Mapping[str, Any]) -> tuple[list[Problem], str]:
+    """The configured problems and the name of the grader that scores them."""
+    spec = get_dataset(dataset_cfg["name"])
+    return spec.load(dataset_cfg, prompt_cfg), dataset_cfg.get("grader") or spec.grader
+
+
+__all__ = ["DatasetSpec", "Problem", "get_dataset", "load_problems", "register_dataset"]

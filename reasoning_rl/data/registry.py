@@ -1,0 +1,102 @@
+"""Data set registry, bundled-file access with checksums, hub access and seeded subsampling."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from reasoning_rl.data.base import Problem
+from reasoning_rl.errors import ConfigError, DataError
+
+Loader = Callable[[Mapping[str, Any], Mapping[str, Any]], list[Problem]]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    load: Loader
+    grader: str  # name in reasoning_rl.grading's registry
+
+
+_DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(name: str, grader: str | None = None):
+    def decorator(load: Loader) -> Loader:
+        _DATASETS[name] = DatasetSpec(name=name, load=load, grader=grader or name)
+        return load
+
+    return decorator
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    if name not in _DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; known: {sorted(_DATASETS)}")
+    return _DATASETS[name]
+
+
+def bundled_dir(name: str) -> Path:
+    return Path(str(resources.files("reasoning_rl.data") / "files" / name))
+
+
+def _expected_checksums(folder: Path) -> dict[str, str]:
+    sums = folder / "SHA256SUMS"
+    if not sums.exists():
+        raise DataError(f"{sums} is missing; reinstall the package")
+    pairs = (line.split() for line in sums.read_text().splitlines() if line.strip())
+    return {filename: digest for digest, filename in pairs}
+
+
+def read_bundled_bytes(name: str, filename: str) -> bytes:
+    """A bundled file's bytes, refused if its sha256 differs from the recorded one."""
+    folder = bundled_dir(name)
+    path = folder / filename
+    expected = _expected_checksums(folder).get(filename)
+    if expected is None:
+        raise DataError(f"{path} has no recorded sha256 in SHA256SUMS")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read bundled data file {path}: {exc.strerror}") from exc
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise DataError(
+            f"{path} fails its sha256 check (corrupted or edited); reinstall the package "
+            "or use dataset.source=hub"
+        )
+    return data
+
+
+def read_bundled_jsonl(name: str, filename: str) -> list[dict]:
+    return [json.loads(line) for line in read_bundled_bytes(name, filename).decode().splitlines() if line]
+
+
+def load_hub_rows(hub_id: str, hub_config: str | None, split: str) -> list[dict]:
+    import datasets
+
+    try:
+        return list(datasets.load_dataset(hub_id, hub_config, split=split))
+    except Exception as exc:  # datasets raises many types for offline / missing / gated
+        raise DataError(
+            f"cannot load {hub_id!r} ({hub_config}, split {split}) from the Hugging Face hub: "
+            f"{type(exc).__name__}; check the network / HF_TOKEN, or use dataset.source=bundled"
+        ) from exc
+
+
+def select_rows(rows: list, *, limit: int | None, sample: str = "first", seed: int = 0) -> list:
+    """The first `limit` rows, or a seeded random subset of `limit` rows kept in file order."""
+    if limit is None:
+        return rows
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ConfigError(f"dataset.limit must be a positive integer or null, got {limit!r}")
+    if sample == "first":
+        return rows[:limit]
+    if sample == "random":
+        keep = sorted(random.Random(seed).sample(range(len(rows)), min(limit, len(rows))))
+        return [rows[i] for i in keep]
+    raise ConfigError(f"dataset.sample={sample!r} is not one of ['first', 'random']")

@@ -1,0 +1,36 @@
+"""User-facing errors: a bad config or input ends the job with one clear line, not a traceback."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad config, missing weights, corrupt data). Printed as one line."""
+
+
+class ConfigError(UserError):
+    """An invalid combination of config values."""
+
+
+class DataError(UserError):
+    """A data file is missing, unreadable or fails its checksum."""
+
+
+class ModelNotFoundError(UserError):
+    """Model weights cannot be found locally or on the hub."""
+
+
+def exit_on_user_error(main):
+    """Wrap a job's entry point so that a UserError prints `error: ...` and exits with status 2."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper

@@ -1,0 +1,61 @@
+"""Evaluate a model: N samples per problem, graded, Pass@K / maj@K / majority_correct@K with CIs.
+
+    python -m reasoning_rl.evaluate model=smollm2_135m dataset=gsm8k dataset.limit=100 eval.num_samples=8
+"""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+from omegaconf import DictConfig
+
+from reasoning_rl import models
+from reasoning_rl.data import load_problems
+from reasoning_rl.errors import exit_on_user_error
+from reasoning_rl.evaluation import check_eval_config, evaluate
+from reasoning_rl.generation import build_backend, sampling_params_from_cfg
+from reasoning_rl.grading import get_grader
+from reasoning_rl.jobs import format_table, job_run
+from reasoning_rl.prompts import apply_chat_template
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig) -> dict:
+    check_eval_config(cfg.eval)  # fail on a bad K before loading anything
+    with job_run(cfg) as (run_dir, tracker):
+        problems, grader_name = load_problems(cfg.dataset, cfg.prompt)
+        grader = get_grader(grader_name, answer_format=cfg.prompt.answer_format)
+        model, tokenizer = models.load_model_and_tokenizer(cfg.model)
+        if cfg.checkpoint:
+            model = models.load_adapter(model, cfg.checkpoint)
+        backend = build_backend(cfg.generation, model=model, tokenizer=tokenizer)
+        sampling = sampling_params_from_cfg(cfg.generation, n=cfg.eval.num_samples, seed=cfg.seed)
+        prompts = [apply_chat_template(tokenizer, p.messages) for p in problems]
+        log.info("evaluating %d problems x %d samples", len(problems), sampling.n)
+
+        result = evaluate(
+            problems, prompts, backend, grader,
+            eval_cfg=cfg.eval, sampling=sampling, answer_format=cfg.prompt.answer_format,
+        )
+        run_dir.write_samples(result.records)
+        tracker.log(result.flat(), step=0)
+        tracker.set_summary(result.flat())
+        run_dir.write_summary(result.summary)
+
+    title = f"{cfg.model.name_or_path} on {cfg.dataset.name}/{cfg.dataset.split} ({len(problems)} problems, N={sampling.n})"
+    print(format_table(result.summary, title))
+    print(f"sampling: {result.stats['tokens_per_s']:.1f} tokens/s, {result.stats['mean_tokens']:.1f} tokens/answer")
+    print(f"run dir: {run_dir.path}")
+    return result.summary
+
+
+@hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""One evaluation: sample N completions per problem → grade → per-problem scores → means with CIs.
+
+The evaluate job and the in-training curve callback both call `evaluate`, so they can't disagree.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from reasoning_rl.data.base import Problem
+from reasoning_rl.errors import ConfigError
+from reasoning_rl.generation.base import GenerationBackend, SamplingParams
+from reasoning_rl.grading import Grader, is_strict_format
+from reasoning_rl.metrics import compute_problem_scores, summarize, validate_ks
+
+
+@dataclass
+class EvalResult:
+    records: list[dict[str, Any]]  # one per problem, as written to samples.jsonl
+    summary: dict[str, dict[str, float]]  # metric -> {mean, ci_low, ci_high, n}
+    stats: dict[str, float]  # throughput and lengths
+
+    def flat(self, prefix: str = "eval/") -> dict[str, float]:
+        """W&B-style keys: eval/pass@8, eval/pass@8_ci_low, eval/pass@8_ci_high, plus stats."""
+        out = {}
+        for name, s in self.summary.items():
+            out[f"{prefix}{name}"] = s["mean"]
+            out[f"{prefix}{name}_ci_low"] = s["ci_low"]
+            out[f"{prefix}{name}_ci_high"] = s["ci_high"]
+        out.update({f"{prefix}{k}": v for k, v in self.stats.items()})
+        return out
+
+
+def check_eval_config(eval_cfg: Mapping[str, Any]) -> list[int]:
+    n = eval_cfg["num_samples"]
+    if not isinstance(n, int) or n < 1:
+        raise ConfigError(f"eval.num_samples must be an integer >= 1, got {n!r}")
+    try:
+        return validate_ks(list(eval_cfg["ks"]), n)
+    except ValueError as exc:
+        raise ConfigError(f"eval.ks={list(eval_cfg['ks'])} with eval.num_samples={n}: {exc}") from None
+
+
+def score_records(records: Sequence[Mapping[str, Any]], ks: Sequence[int], estimator: str) -> dict[str, list[float]]:
+    """Per-problem metric values from graded records (also used to recompute a saved samples.jsonl)."""
+    per_problem: dict[str, list[float]] = {}
+    for record in records:
+        scores = compute_problem_scores(record["extracted"], record["correct"], ks, mode=estimator)
+        scores["format@1"] = float(np.mean(record["format_ok"]))
+        for name, value in scores.items():
+            per_problem.setdefault(name, []).append(value)
+    return per_problem
+
+
+def grade(problem: Problem, texts: Sequence[str], grader: Grader, answer_format: str) -> dict[str, Any]:
+    extracted = [grader.extract(t) for t in texts]
+    return {
+        "id": problem.id,
+        "gold": problem.gold,
+        "completions": list(texts),
+        "extracted": extracted,
+        "correct": [grader.is_correct(e, problem.gold) for e in extracted],
+        "format_ok": [is_strict_format(t, answer_format) for t in texts],
+    }
+
+
+def evaluate(
+    problems: Sequence[Problem],
+    prompts: Sequence[str],
+    backend: GenerationBackend,
+    grader: Grader,
+    *,
+    eval_cfg: Mapping[str, Any],
+    sampling: SamplingParams,
+    answer_format: str,
+    progress: bool = True,
+) -> EvalResult:
+    ks = check_eval_config(eval_cfg)
+    if sampling.n != eval_cfg["num_samples"]:
+        raise ConfigError(f"sampling n={sampling.n} differs from eval.num_samples={eval_cfg['num_samples']}")
+
+    start = time.perf_counter()
+    completions = backend.generate(list(prompts), sampling, progress=progress)
+    seconds = time.perf_counter() - start
+
+    records = []
+    for problem, samples in zip(problems, completions, strict=True):
+        record = grade(problem, [c.text for c in samples], grader, answer_format)
+        record["num_tokens"] = [c.num_tokens for c in samples]
+        record["finish_reason"] = [c.finish_reason for c in samples]
+        records.append(record)
+
+    boot = eval_cfg.get("bootstrap", {})
+    summary = summarize(
+        score_records(records, ks, eval_cfg.get("estimator", "subsets")),
+        n_resamples=boot.get("n_resamples", 1000),
+        confidence=boot.get("confidence", 0.95),
+        seed=sampling.seed,
+    )
+    tokens = sum(sum(r["num_tokens"]) for r in records)
+    stats = {
+        "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
+        "mean_tokens": tokens / max(1, len(records) * sampling.n),
+        "truncated_frac": float(np.mean([f == "length" for r in records for f in r["finish_reason"]])),
+        "sampling_seconds": seconds,
+    }
+    return EvalResult(records=records, summary=summary, stats=stats)

@@ -1,0 +1,48 @@
+"""What every job does around its own work: run dir, redaction, provenance, tracker, status."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from reasoning_rl.tracking import provenance
+from reasoning_rl.tracking.redact import redact_hydra_dir
+from reasoning_rl.tracking.run_dir import RunDir, write_json_atomic
+from reasoning_rl.tracking.tracker import Tracker
+
+
+@contextlib.contextmanager
+def job_run(cfg: DictConfig) -> Iterator[tuple[RunDir, Tracker]]:
+    """Open the run dir, record provenance, start logging; mark the run failed if the body raises."""
+    hydra_cfg = HydraConfig.get()
+    run_dir = RunDir(hydra_cfg.runtime.output_dir)
+    hydra_dir = run_dir.path / (hydra_cfg.output_subdir or ".hydra")
+    if hydra_dir.exists():
+        redact_hydra_dir(hydra_dir)
+    overrides = list(hydra_cfg.overrides.task)
+    write_json_atomic(run_dir.path / "provenance.json", provenance.collect(cfg.seed, overrides))
+    run_dir.set_status("running")
+    container: Mapping[str, Any] = OmegaConf.to_container(cfg, resolve=True)
+    tracker = Tracker(run_dir, cfg.logger, {**container, "overrides": overrides})
+    try:
+        yield run_dir, tracker
+    except BaseException as exc:
+        run_dir.set_status("failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+        tracker.finish(exit_code=1)
+        raise
+    run_dir.set_status("completed")
+    tracker.finish()
+
+
+def format_table(summary: Mapping[str, Mapping[str, float]], title: str = "") -> str:
+    rows = [(name, f"{s['mean']:.3f}", f"[{s['ci_low']:.3f}, {s['ci_high']:.3f}]", str(s["n"])) for name, s in summary.items()]
+    header = ("metric", "mean", "95% CI", "n")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    lines = [title] if title else []
+    for row in [header, *rows]:
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+    return "\n".join(lines)
