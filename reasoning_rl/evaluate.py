@@ -11,6 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 from reasoning_rl import models
+from reasoning_rl.cli import run_hydra_job
 from reasoning_rl.data import load_problems
 from reasoning_rl.errors import exit_on_user_error
 from reasoning_rl.evaluation import check_eval_config, evaluate
@@ -58,4 +59,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_hydra_job(main)

@@ -1,0 +1,67 @@
+"""Every yaml in conf/ composes (and resolves) with its primary config."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+PRIMARY = sorted(p.stem for p in CONF.glob("*.yaml"))
+GROUP_FILES = sorted(p for p in CONF.rglob("*.yaml") if p.parent != CONF and p.parent.name != "hydra")
+
+
+def primary_defaults(name: str) -> set[str]:
+    import yaml
+
+    entries = yaml.safe_load((CONF / f"{name}.yaml").read_text()).get("defaults", [])
+    return {next(iter(e)) for e in entries if isinstance(e, dict)}
+
+
+def primary_for(group: str) -> str:
+    """The primary config that lists the group, else the first one (the group is then added with +)."""
+    for name in PRIMARY:
+        if group in primary_defaults(name):
+            return name
+    return PRIMARY[0]
+
+
+def compose_resolved(config_name: str, overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=overrides)
+    OmegaConf.resolve(cfg)
+    return cfg
+
+
+@pytest.mark.parametrize("name", PRIMARY)
+def test_primary_config_composes(name):
+    cfg = compose_resolved(name, [])
+    assert cfg.job_name == name
+    assert isinstance(cfg.seed, int)
+
+
+@pytest.mark.parametrize("path", GROUP_FILES, ids=lambda p: str(p.relative_to(CONF)))
+def test_every_group_option_composes(path):
+    group = str(path.parent.relative_to(CONF))
+    primary = primary_for(group)
+    prefix = "" if group in primary_defaults(primary) else "+"
+    cfg = compose_resolved(primary, [f"{prefix}{group}={path.stem}"])
+    assert cfg is not None
+
+
+def test_hub_models_name_a_hub_id():
+    for name in ("qwen2_5_0_5b_instruct", "llama3_2_1b_instruct"):
+        cfg = compose_resolved("evaluate", [f"model={name}"])
+        assert cfg.model.source == "hub" and "/" in cfg.model.name_or_path
+
+
+def test_smoke_shrinks_sizes():
+    full = compose_resolved("evaluate", [])
+    smoke = compose_resolved("evaluate", ["debug=smoke"])
+    assert smoke.dataset.limit is not None
+    assert smoke.generation.max_new_tokens < full.generation.max_new_tokens
+
+
+def test_logger_is_offline_wandb_by_default():
+    cfg = compose_resolved("evaluate", [])
+    assert cfg.logger.name == "wandb" and cfg.logger.mode == "offline"

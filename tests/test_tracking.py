@@ -1,0 +1,73 @@
+import json
+
+import pytest
+
+from reasoning_rl.cli import output_dir_problem
+from reasoning_rl.errors import UserError
+from reasoning_rl.tracking import provenance
+from reasoning_rl.tracking.redact import REDACTED, redact_config, redact_hydra_dir, redact_override
+from reasoning_rl.tracking.run_dir import RunDir, read_jsonl
+
+
+def test_secret_keys_are_redacted_but_numbers_kept(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_abcdefghijklmnop")
+    cfg = {
+        "logger": {"api_key": "0123456789abcdef", "project": "p"},
+        "generation": {"max_new_tokens": 512},
+        "model": {"name_or_path": "x", "note": "token is hf_abcdefghijklmnop"},
+        "my_secret": "s3cr3t-value",
+    }
+    out = redact_config(cfg)
+    assert out["logger"]["api_key"] == REDACTED and out["logger"]["project"] == "p"
+    assert out["generation"]["max_new_tokens"] == 512
+    assert "hf_abcdefghijklmnop" not in json.dumps(out)
+    assert out["my_secret"] == REDACTED
+
+
+def test_redact_override():
+    assert redact_override("+logger.api_key=abc123") == f"+logger.api_key={REDACTED}"
+    assert redact_override("generation.max_new_tokens=16") == "generation.max_new_tokens=16"
+
+
+def test_redact_hydra_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "wandbsecretvalue123")
+    (tmp_path / "config.yaml").write_text("logger:\n  api_key: abcdefgh12\n  note: wandbsecretvalue123\n")
+    (tmp_path / "overrides.yaml").write_text("- +logger.api_key=abcdefgh12\n")
+    (tmp_path / "hydra.yaml").write_text("hydra:\n  overrides:\n    task:\n    - +logger.api_key=abcdefgh12\n")
+    redact_hydra_dir(tmp_path)
+    text = "".join(p.read_text() for p in tmp_path.glob("*.yaml"))
+    assert "abcdefgh12" not in text and "wandbsecretvalue123" not in text
+    assert REDACTED in text
+
+
+def test_run_dir_metrics_and_atomic_summary(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.append_metrics({"eval/pass@8": 0.5}, step=0)
+    run.append_metrics({"eval/pass@8": float("nan")}, step=10)
+    rows = read_jsonl(run.metrics_path)
+    assert [r["step"] for r in rows] == [0, 10] and rows[1]["eval/pass@8"] is None
+    run.write_summary({"pass@8": {"mean": 0.5}})
+    assert json.loads(run.summary_path.read_text())["pass@8"]["mean"] == 0.5
+    assert not list(run.path.glob(".*.tmp"))
+
+
+def test_unwritable_run_dir_is_a_user_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(UserError, match="not writable"):
+        RunDir(blocker / "run")
+
+
+def test_cli_preflight_catches_unwritable_output(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert output_dir_problem([f"hydra.run.dir={blocker}/run"]) is not None
+    assert output_dir_problem([f"hydra.run.dir={tmp_path}/ok/" + "${now:%H}"]) is None
+
+
+def test_provenance_records_versions_and_seed():
+    info = provenance.collect(seed=7, overrides=["+logger.api_key=abcdefgh12"])
+    assert info["seed"] == 7
+    assert info["packages"]["torch"] and info["packages"]["transformers"]
+    assert info["overrides"] == [f"+logger.api_key={REDACTED}"]
+    assert "sha" in info["git"]
