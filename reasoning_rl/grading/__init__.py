@@ -1,0 +1,38 @@
+"""Answer extraction, graders and reward functions."""
+
+from reasoning_rl.grading.answers import (
+    ANSWER_FORMATS,
+    completion_text,
+    extract_answer_span,
+    is_soft_format,
+    is_strict_format,
+)
+from reasoning_rl.grading.graders import GRADERS, Grader, NumericGrader, UnknownNameError, get_grader, register_grader
+from reasoning_rl.grading.rewards import (
+    REWARDS,
+    correctness,
+    format_soft,
+    format_strict,
+    get_reward_funcs,
+    register_reward,
+)
+
+__all__ = [
+    "ANSWER_FORMATS",
+    "GRADERS",
+    "REWARDS",
+    "Grader",
+    "NumericGrader",
+    "UnknownNameError",
+    "completion_text",
+    "correctness",
+    "extract_answer_span",
+    "format_soft",
+    "format_strict",
+    "get_grader",
+    "get_reward_funcs",
+    "is_soft_format",
+    "is_strict_format",
+    "register_grader",
+    "register_reward",
+]

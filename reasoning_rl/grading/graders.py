@@ -1,0 +1,173 @@
+"""Graders turn a completion into a canonical answer (for majority voting) and judge it against the gold answer."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, localcontext
+from fractions import Fraction
+from typing import Protocol, runtime_checkable
+
+import sympy
+from math_verify import parse, verify
+
+from reasoning_rl.errors import ConfigError
+from reasoning_rl.grading.answers import ANSWER_FORMATS, check_answer_format, completion_text, extract_answer_span
+
+GRADERS: dict[str, type] = {}
+
+# A number may carry a sign only where it cannot be a subtraction ("9-3" is 9 and 3), and commas count only as
+# thousands separators ("1,080"), so lists such as "3,4" stay two numbers.
+_NUMBER = re.compile(r"(?<![\w.])(?:-?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|-?\.\d+)")
+# What flexible extraction may take as "the last number": fractions count as one number, not two.
+_NUMBER_TOKEN = re.compile(r"-?\\frac\s*\{[^{}]*\}\s*\{[^{}]*\}|-?\\frac\d\d|" + _NUMBER.pattern + r"(?:\s*/\s*\d+)?")
+_PLAIN_FRACTION = re.compile(r"\s*(-?\d+)\s*/\s*(\d+)\s*")
+_GSM8K_MARK = re.compile(r"####\s*([^\n]*)")
+_ANSWER_IS = re.compile(r"\banswer\s*(?:is|:)\s*:?([^\n]*)", re.IGNORECASE)
+_LATEX_WRAPPER = re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox)\s*\{([^{}]*)\}")
+_LATEX_NOISE = (r"\left", r"\right", r"\!", r"\,", r"\;", r"\ ", r"\$", r"\%", "$", "%", r"^\circ", r"^{\circ}")
+# Parsing with sympy has no timeout here (see _sympy_value), so keep its input to answer-sized strings.
+_MAX_PARSE_CHARS = 200
+# Exact comparison, with room for answers the model rounded to six places ("0.333333" for 1/3).
+_TOLERANCE = Fraction(1, 10**6)
+
+
+@runtime_checkable
+class Grader(Protocol):
+    name: str
+
+    def extract(self, completion: str) -> str | None: ...
+
+    def is_correct(self, extracted: str | None, gold: str) -> bool: ...
+
+
+def register_grader(name: str):
+    def decorator(cls):
+        if name in GRADERS:
+            raise ValueError(f"grader {name!r} is already registered")
+        GRADERS[name] = cls
+        return cls
+
+    return decorator
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A registry miss: callers may catch KeyError, while a job reports it in one line like any config error."""
+
+    __str__ = Exception.__str__  # KeyError's would quote the message
+
+
+def get_grader(name: str, **kwargs) -> Grader:
+    if name not in GRADERS:
+        raise UnknownNameError(f"unknown grader {name!r}; known graders: {', '.join(sorted(GRADERS))}")
+    return GRADERS[name](**kwargs)
+
+
+def _clean(text: str) -> str:
+    """Strip the LaTeX, currency and percent dressing around a number, keeping words (they hold no digits)."""
+    text = text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\u2212", "-")
+    text = text.replace("{,}", ",")  # LaTeX's thousands separator: 1{,}080
+    text = _LATEX_WRAPPER.sub(r" \1 ", text)
+    for noise in _LATEX_NOISE:
+        text = text.replace(noise, "")
+    return text
+
+
+def _sympy_value(text: str) -> Fraction | None:
+    # The signal-based timeouts of math-verify fail outside the main thread (TRL reward workers), hence None.
+    for candidate in (f"${text}$", text):
+        for parsed in parse(candidate[:_MAX_PARSE_CHARS], parsing_timeout=None):
+            if not isinstance(parsed, sympy.Basic):
+                continue
+            try:
+                value = parsed.doit()  # math-verify keeps sums unevaluated: 2 + 3
+                if value.is_Rational:
+                    return Fraction(int(value.p), int(value.q))
+                if value.is_number and value.is_real:
+                    return Fraction(Decimal(str(value.evalf(20))).quantize(Decimal("1e-10")))
+            except (TypeError, ValueError, ArithmeticError, AttributeError):
+                continue
+    return None
+
+
+def number_value(text: str) -> Fraction | None:
+    """The exact value of the number that `text` states, or None when it states none."""
+    text = _clean(extract_answer_span(text, "boxed") or text)
+    fraction = _PLAIN_FRACTION.fullmatch(text)
+    if fraction:
+        numerator, denominator = int(fraction.group(1)), int(fraction.group(2))
+        return Fraction(numerator, denominator) if denominator else None
+    numbers = _NUMBER.findall(text)
+    if len(numbers) == 1 and "\\" not in text:
+        return Fraction(Decimal(numbers[0].replace(",", "")))
+    if not any(char.isdigit() for char in text):
+        return None
+    # An expression ("\frac{1}{2}", "9 * 2 = 18", "\sqrt{2}"): let math-verify read it, else take the last number.
+    value = _sympy_value(text)
+    if value is None and numbers:
+        value = Fraction(Decimal(numbers[-1].replace(",", "")))
+    return value
+
+
+def canonical_number(value: Fraction) -> str:
+    """Equal values give equal strings: "18", "-3", "2.5"; fractions with no finite decimal stay "1/3"."""
+    if value.denominator == 1:
+        return str(value.numerator)
+    rest = value.denominator
+    for prime in (2, 5):
+        while rest % prime == 0:
+            rest //= prime
+    if rest != 1:
+        return f"{value.numerator}/{value.denominator}"
+    with localcontext() as context:
+        context.prec = 100
+        return format((Decimal(value.numerator) / Decimal(value.denominator)).normalize(), "f")
+
+
+@register_grader("numeric")
+@register_grader("gsm8k")
+class NumericGrader:
+    """Grades answers that are a single number, as in GSM8K."""
+
+    name = "gsm8k"
+
+    def __init__(self, answer_format: str = "answer_tag", fallback: str = "last_number"):
+        check_answer_format(answer_format)
+        if fallback not in ("last_number", "none"):
+            raise ConfigError(f"unknown grader fallback {fallback!r}; expected last_number or none")
+        self.answer_format = answer_format
+        self.fallback = fallback
+
+    def _spans(self, text: str):
+        """Candidate answer spans, most trusted first."""
+        yield extract_answer_span(text, self.answer_format)
+        for other in ANSWER_FORMATS:
+            if other != self.answer_format:
+                yield extract_answer_span(text, other)
+        for pattern in (_GSM8K_MARK, _ANSWER_IS):
+            matches = pattern.findall(text)
+            yield matches[-1] if matches else None
+
+    def extract(self, completion) -> str | None:
+        text = completion_text(completion)
+        for span in self._spans(text):
+            value = number_value(span) if span is not None else None
+            if value is not None:
+                return canonical_number(value)
+        if self.fallback == "last_number":
+            # lm-eval's flexible-extract: small models rarely follow the format, and correctness should be
+            # measurable apart from format (the format rewards score that).
+            tokens = _NUMBER_TOKEN.findall(_clean(text))
+            value = number_value(tokens[-1]) if tokens else None
+            if value is not None:
+                return canonical_number(value)
+        return None
+
+    def is_correct(self, extracted: str | None, gold: str) -> bool:
+        if extracted is None:
+            return False
+        predicted, expected = number_value(extracted), number_value(gold)
+        if predicted is None or expected is None:
+            # Not a number after all: leave it to math-verify (no signal timeouts, as in _sympy_value).
+            gold_parsed, predicted_parsed = parse(gold, parsing_timeout=None), parse(extracted, parsing_timeout=None)
+            return verify(gold_parsed, predicted_parsed, timeout_seconds=None)
+        return abs(predicted - expected) <= _TOLERANCE

@@ -1,0 +1,57 @@
+"""Reward functions in a registry, open-r1 style: small pure functions, bound to TRL's signature on request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from reasoning_rl.grading.answers import completion_text, is_soft_format, is_strict_format
+from reasoning_rl.grading.graders import Grader, UnknownNameError
+
+REWARDS: dict[str, Callable] = {}
+
+
+def register_reward(name: str):
+    def decorator(fn):
+        if name in REWARDS:
+            raise ValueError(f"reward {name!r} is already registered")
+        REWARDS[name] = fn
+        return fn
+
+    return decorator
+
+
+@register_reward("correctness")
+def correctness(completions, gold, grader: Grader, **kwargs) -> list[float]:
+    return [
+        float(grader.is_correct(grader.extract(completion_text(c)), g)) for c, g in zip(completions, gold, strict=True)
+    ]
+
+
+@register_reward("format_strict")
+def format_strict(completions, answer_format: str = "answer_tag", **kwargs) -> list[float]:
+    return [float(is_strict_format(completion_text(c), answer_format)) for c in completions]
+
+
+@register_reward("format_soft")
+def format_soft(completions, answer_format: str = "answer_tag", **kwargs) -> list[float]:
+    return [float(is_soft_format(completion_text(c), answer_format)) for c in completions]
+
+
+def _bind(name: str, fn: Callable, grader: Grader, answer_format: str) -> Callable:
+    def reward(prompts=None, completions=None, completion_ids=None, **kwargs) -> list[float]:
+        # Bound values win over same-named dataset columns, which TRL also passes as kwargs.
+        kwargs.update(grader=grader, answer_format=answer_format)
+        return fn(completions, **kwargs)
+
+    # TRL logs each reward under its function's __name__.
+    reward.__name__ = reward.__qualname__ = name
+    reward.__doc__ = fn.__doc__
+    return reward
+
+
+def get_reward_funcs(names: Sequence[str], *, grader: Grader, answer_format: str) -> list[Callable]:
+    unknown = [name for name in names if name not in REWARDS]
+    if unknown:
+        listed = ", ".join(map(repr, unknown))
+        raise UnknownNameError(f"unknown reward(s) {listed}; known rewards: {', '.join(sorted(REWARDS))}")
+    return [_bind(name, REWARDS[name], grader, answer_format) for name in names]

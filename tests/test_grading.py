@@ -1,0 +1,225 @@
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from reasoning_rl.errors import ConfigError
+from reasoning_rl.grading import (
+    GRADERS,
+    Grader,
+    NumericGrader,
+    completion_text,
+    extract_answer_span,
+    get_grader,
+    is_soft_format,
+    is_strict_format,
+    register_grader,
+)
+
+GSM8K_TEST = Path(__file__).parents[1] / "reasoning_rl/data/files/gsm8k/test.jsonl"
+
+
+@pytest.fixture
+def grader():
+    return get_grader("gsm8k")
+
+
+# ---- answer spans ----
+
+
+def test_answer_tag_span_is_the_last_block():
+    text = "<think>x</think><answer>1</answer> oops <answer> 2 </answer>"
+    assert extract_answer_span(text, "answer_tag") == " 2 "
+    assert extract_answer_span("no tags", "answer_tag") is None
+
+
+def test_boxed_span_handles_nested_braces_and_takes_the_last():
+    text = r"first \boxed{1}, then \boxed{\frac{1}{2}} and \boxed{3"
+    assert extract_answer_span(text, "boxed") == r"\frac{1}{2}"
+    assert extract_answer_span("no box", "boxed") is None
+
+
+def test_unknown_answer_format_is_a_config_error():
+    with pytest.raises(ConfigError, match="answer_format"):
+        extract_answer_span("x", "xml")
+    with pytest.raises(ConfigError):
+        NumericGrader(answer_format="xml")
+    with pytest.raises(ConfigError):
+        NumericGrader(fallback="first_number")
+
+
+def test_completion_text_accepts_strings_and_messages():
+    assert completion_text("abc") == "abc"
+    assert completion_text([{"role": "assistant", "content": "abc"}]) == "abc"
+    assert completion_text([{"role": "assistant", "content": [{"type": "text", "text": "abc"}]}]) == "abc"
+    # transformers' response parsers move the think block into its own field
+    parsed = [{"role": "assistant", "reasoning_content": "r", "content": "<answer>5</answer>"}]
+    assert is_strict_format(completion_text(parsed), "answer_tag")
+
+
+# ---- format checks ----
+
+STRICT_OK = "<think>a</think>\n<answer>5</answer>"
+
+
+@pytest.mark.parametrize(
+    "text, strict, soft",
+    [
+        (STRICT_OK, True, True),
+        ("  \n" + STRICT_OK + "\n\n", True, True),
+        ("<think>a</think><think>b</think><answer>5</answer>", False, True),
+        ("<answer>5</answer>", False, False),
+        (STRICT_OK + " because", False, True),
+        ("<think>a</think><answer> </answer>", False, False),
+        ("<think> </think><answer>5</answer>", False, True),
+        ("Sure! <think>a</think><answer>5</answer>", False, True),
+        ("<think>a</think><answer>5</answer><answer>6</answer>", False, True),
+        ("<think>a <answer>4</answer></think><answer>5</answer>", False, True),
+        ("<think>a</think> so 5", False, False),
+        ("<think>a", False, False),
+    ],
+)
+def test_answer_tag_format(text, strict, soft):
+    assert is_strict_format(text, "answer_tag") is strict
+    assert is_soft_format(text, "answer_tag") is soft
+
+
+@pytest.mark.parametrize(
+    "text, strict, soft",
+    [
+        (r"<think>a</think> The answer is \boxed{\frac{1}{2}}.", True, True),
+        (r"<think>a</think>\boxed{5}", True, True),
+        (r"<think>a</think>\boxed{5} or \boxed{6}", False, True),
+        (r"<think>a</think>\boxed{}", False, False),
+        (r"<think>a</think><answer>\boxed{5}</answer>", False, True),
+        (r"\boxed{5}", False, False),
+        (r"<think>a \boxed{4}</think> so 5", False, False),
+    ],
+)
+def test_boxed_format(text, strict, soft):
+    assert is_strict_format(text, "boxed") is strict
+    assert is_soft_format(text, "boxed") is soft
+
+
+# ---- GSM8K grader ----
+
+
+@pytest.mark.parametrize(
+    "completion, expected",
+    [
+        ("18", "18"),
+        ("$18", "18"),
+        ("$18.00.", "18"),
+        ("1,080", "1080"),
+        ("-3", "-3"),
+        ("2.5", "2.5"),
+        ("2.50", "2.5"),
+        (r"\boxed{18}", "18"),
+        ("<answer>18 dollars</answer>", "18"),
+        (r"<answer>\$18.00</answer>", "18"),
+        (r"<answer>\text{18 dollars}</answer>", "18"),
+        (r"<answer>1{,}080</answer>", "1080"),
+        ("<answer>50%</answer>", "50"),
+        (r"\frac{1}{2}", "0.5"),
+        (r"<answer>$\dfrac{3}{4}$</answer>", "0.75"),
+        ("<answer>1/3</answer>", "1/3"),
+        ("<answer>9 * 2 = 18</answer>", "18"),
+        ("Janet makes 9 * 2 = 18 a day.\n#### 42", "42"),
+        ("So 3 + 4 makes it. The answer is 7.", "7"),
+        ("The temperature falls to x = -3 degrees.", "-3"),
+        ("9-3", "3"),  # a minus after a digit is a subtraction, not a sign
+    ],
+)
+def test_gsm8k_extract(grader, completion, expected):
+    assert grader.extract(completion) == expected
+
+
+def test_answer_span_beats_numbers_elsewhere(grader):
+    text = "<think>5 eggs at $3 is 15, minus 2 is 13</think>\n<answer>13</answer> (not 14)"
+    assert grader.extract(text) == "13"
+    # the other format's span still counts before falling back to the last number
+    assert grader.extract(r"<think>1 + 2</think> \boxed{3} and 4") == "3"
+    assert get_grader("gsm8k", answer_format="boxed").extract("<answer>8</answer>, 9") == "8"
+
+
+def test_last_number_fallback_and_none(grader):
+    text = "First 12 eggs, then 7 more, so 19 total"
+    assert grader.extract(text) == "19"
+    assert get_grader("gsm8k", fallback="none").extract(text) is None
+    assert get_grader("gsm8k", fallback="none").extract("<answer>19</answer>") == "19"
+    assert grader.extract("I do not know.") is None
+    assert grader.extract("<answer>unknown</answer>") is None
+    assert grader.extract("") is None
+
+
+def test_extract_accepts_message_lists(grader):
+    assert grader.extract([{"role": "assistant", "content": "<answer>$1,080</answer>"}]) == "1080"
+
+
+@pytest.mark.parametrize(
+    "extracted, gold, correct",
+    [
+        ("18", "18", True),
+        ("1080", "1,080", True),
+        ("1,080", "1080", True),
+        ("0.5", r"\frac{1}{2}", True),
+        ("2.5", "2.50", True),
+        ("-3", "-3", True),
+        ("3", "-3", False),
+        ("17", "18", False),
+        ("18.5", "18", False),
+        ("1/3", "0.333333", True),
+        ("0.33", "1/3", False),
+        (None, "18", False),
+    ],
+)
+def test_gsm8k_is_correct(grader, extracted, gold, correct):
+    assert grader.is_correct(extracted, gold) is correct
+
+
+def test_wrong_answers_are_not_correct(grader):
+    assert not grader.is_correct(grader.extract("<answer>108</answer>"), "1,080")
+    assert not grader.is_correct(grader.extract("no number"), "0")
+
+
+def test_gsm8k_gold_solutions_grade_as_correct(grader):
+    rows = [json.loads(line) for line in GSM8K_TEST.read_text().splitlines()[:200]]
+    assert len(rows) == 200
+    for row in rows:
+        gold = row["answer"].split("####")[-1].strip()
+        extracted = grader.extract(row["answer"])
+        assert grader.is_correct(extracted, gold), (row["answer"], extracted)
+        assert extracted == grader.extract(gold)  # one canonical string per value, for majority voting
+
+
+def test_extract_and_verify_work_off_the_main_thread(grader):
+    # math-verify's default timeouts use signal.alarm, which raises outside the main thread (TRL reward workers).
+    results, errors = [], []
+
+    def work():
+        try:
+            value = grader.extract(r"<answer>\frac{1}{2}</answer>")
+            results.append((value, grader.is_correct(value, "0.5"), grader.is_correct("x", "y")))
+        except Exception as exc:  # surfaced below; a thread's exception would otherwise be lost
+            errors.append(exc)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(timeout=30)
+    assert not errors, errors
+    assert results == [("0.5", True, False)]
+
+
+# ---- registry ----
+
+
+def test_registry(grader):
+    assert isinstance(grader, NumericGrader) and isinstance(grader, Grader)
+    assert GRADERS["numeric"] is GRADERS["gsm8k"] is NumericGrader
+    assert get_grader("numeric", answer_format="boxed").answer_format == "boxed"
+    with pytest.raises(KeyError, match="gsm8k") as info:
+        get_grader("nope")
+    assert isinstance(info.value, ConfigError)  # jobs report it in one line
+    with pytest.raises(ValueError, match="already registered"):
+        register_grader("gsm8k")(NumericGrader)
