@@ -32,5 +32,14 @@ def exit_on_user_error(main):
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
+        except Preempted as exc:
+            print(f"preempted: {exc}", file=sys.stderr)
+            sys.exit(Preempted.exit_code)
 
     return wrapper
+
+
+class Preempted(Exception):
+    """The job saved a checkpoint after SIGTERM/SIGUSR2 and stopped; re-running it resumes."""
+
+    exit_code = 3

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from reasoning_rl import models
 from reasoning_rl.cli import run_hydra_job
 from reasoning_rl.data import load_problems
-from reasoning_rl.errors import exit_on_user_error
+from reasoning_rl.errors import ConfigError, exit_on_user_error
 from reasoning_rl.evaluation import check_eval_config, evaluate
 from reasoning_rl.generation import build_backend, sampling_params_from_cfg
 from reasoning_rl.grading import get_grader
@@ -23,15 +23,25 @@ from reasoning_rl.prompts import apply_chat_template
 log = logging.getLogger(__name__)
 
 
+def build_sampler(cfg: DictConfig, tokenizer):
+    """The generation backend; vLLM's availability is checked before any weights load."""
+    if cfg.generation.backend == "vllm":
+        if cfg.checkpoint:
+            raise ConfigError("checkpoint= with generation=vllm is not supported yet; use generation=hf")
+        return build_backend(cfg.generation, model_path=models.resolve_model_path(cfg.model))
+    model = models.load_model(cfg.model)
+    if cfg.checkpoint:
+        model = models.load_adapter(model, cfg.checkpoint)
+    return build_backend(cfg.generation, model=model, tokenizer=tokenizer)
+
+
 def run(cfg: DictConfig) -> dict:
     check_eval_config(cfg.eval)  # fail on a bad K before loading anything
     with job_run(cfg) as (run_dir, tracker):
         problems, grader_name = load_problems(cfg.dataset, cfg.prompt)
         grader = get_grader(grader_name, answer_format=cfg.prompt.answer_format)
-        model, tokenizer = models.load_model_and_tokenizer(cfg.model)
-        if cfg.checkpoint:
-            model = models.load_adapter(model, cfg.checkpoint)
-        backend = build_backend(cfg.generation, model=model, tokenizer=tokenizer)
+        tokenizer = models.load_tokenizer(cfg.model)
+        backend = build_sampler(cfg, tokenizer)
         sampling = sampling_params_from_cfg(cfg.generation, n=cfg.eval.num_samples, seed=cfg.seed)
         prompts = [apply_chat_template(tokenizer, p.messages) for p in problems]
         log.info("evaluating %d problems x %d samples", len(problems), sampling.n)

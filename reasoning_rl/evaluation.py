@@ -51,6 +51,8 @@ def score_records(records: Sequence[Mapping[str, Any]], ks: Sequence[int], estim
     per_problem: dict[str, list[float]] = {}
     for record in records:
         scores = compute_problem_scores(record["extracted"], record["correct"], ks, mode=estimator)
+        # With one sample, maj@1 and majority_correct@1 are pass@1 again: keep the table short.
+        scores = {k: v for k, v in scores.items() if not (k.endswith("@1") and not k.startswith("pass"))}
         scores["format@1"] = float(np.mean(record["format_ok"]))
         for name, value in scores.items():
             per_problem.setdefault(name, []).append(value)

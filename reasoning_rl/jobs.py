@@ -9,8 +9,9 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from reasoning_rl.errors import Preempted
 from reasoning_rl.tracking import provenance
-from reasoning_rl.tracking.redact import redact_hydra_dir
+from reasoning_rl.tracking.redact import redact_hydra_dir, redact_override
 from reasoning_rl.tracking.run_dir import RunDir, write_json_atomic
 from reasoning_rl.tracking.tracker import Tracker
 
@@ -27,12 +28,19 @@ def job_run(cfg: DictConfig) -> Iterator[tuple[RunDir, Tracker]]:
     write_json_atomic(run_dir.path / "provenance.json", provenance.collect(cfg.seed, overrides))
     run_dir.set_status("running")
     container: Mapping[str, Any] = OmegaConf.to_container(cfg, resolve=True)
-    tracker = Tracker(run_dir, cfg.logger, {**container, "overrides": overrides})
+    tracker = None
     try:
+        tracker = Tracker(run_dir, cfg.logger, {**container, "overrides": [redact_override(o) for o in overrides]})
         yield run_dir, tracker
+    except Preempted as exc:
+        run_dir.set_status("preempted", message=str(exc))
+        if tracker is not None:
+            tracker.finish(exit_code=Preempted.exit_code)
+        raise
     except BaseException as exc:
         run_dir.set_status("failed", error=f"{type(exc).__name__}: {exc}"[:2000])
-        tracker.finish(exit_code=1)
+        if tracker is not None:
+            tracker.finish(exit_code=1)
         raise
     run_dir.set_status("completed")
     tracker.finish()

@@ -10,7 +10,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from reasoning_rl.tracking.redact import redact_override, redact_text
+from reasoning_rl.tracking.redact import redact_override
 
 PACKAGES = (
     "reasoning-rl", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "hydra-core",
@@ -55,7 +55,7 @@ def collect(seed: int, overrides: list[str]) -> dict[str, object]:
         "host": socket.gethostname(),
         "seed": seed,
         "overrides": [redact_override(o) for o in overrides],
-        "argv": [redact_text(a) for a in sys.argv],
+        "argv": [redact_override(a) for a in sys.argv],
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -51,11 +51,22 @@ def redact_config(obj: Any, secrets: list[str] | None = None) -> Any:
     return obj
 
 
-def redact_override(override: str) -> str:
-    """`+logger.api_key=abc` -> `+logger.api_key=<redacted>`."""
+def _secret_override_value(override: str) -> str | None:
     key, sep, value = override.partition("=")
     if sep and value and is_secret_key(key) and not re.fullmatch(r"-?\d+(\.\d+)?|null|true|false", value):
-        return f"{key}={REDACTED}"
+        return value
+    return None
+
+
+def override_secrets(overrides: list[str]) -> list[str]:
+    """Values passed on the command line under secret-looking keys (`+logger.api_key=…`)."""
+    return [v for v in map(_secret_override_value, overrides) if v and len(v) >= 4]
+
+
+def redact_override(override: str) -> str:
+    """`+logger.api_key=abc` -> `+logger.api_key=<redacted>`."""
+    if _secret_override_value(override) is not None:
+        return f"{override.partition('=')[0]}={REDACTED}"
     return redact_text(override)
 
 
@@ -63,7 +74,10 @@ def redact_hydra_dir(hydra_dir: Path) -> None:
     """Rewrite Hydra's saved config.yaml / hydra.yaml / overrides.yaml without secrets."""
     import yaml
 
-    secrets = env_secrets()
+    overrides_file = hydra_dir / "overrides.yaml"
+    overrides = yaml.safe_load(overrides_file.read_text()) or [] if overrides_file.exists() else []
+    # Secret values also hide in derived strings such as hydra.job.override_dirname.
+    secrets = sorted(set(env_secrets() + override_secrets(overrides)), key=len, reverse=True)
     for path in sorted(hydra_dir.glob("*.yaml")):
         data = yaml.safe_load(path.read_text())
         if path.name == "overrides.yaml":

@@ -7,12 +7,14 @@ tests and the compare job read it; W&B is where people look.
 from __future__ import annotations
 
 import os
+import sys
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from reasoning_rl.errors import ConfigError
 from reasoning_rl.tracking.run_dir import RunDir
-from reasoning_rl.tracking.redact import redact_config
+from reasoning_rl.tracking.redact import redact_config, redact_override
 
 STEP_METRIC = "train/global_step"  # TRL's W&B step key, so our eval curves share its x-axis
 LOGGERS = ("wandb", "none")
@@ -37,9 +39,20 @@ class Tracker:
 
         # The id lives in the run dir so a re-run or a requeued job continues the same W&B run.
         id_file = self.run_dir.path / "wandb_run_id"
-        run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+        run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:8]
         id_file.write_text(run_id)
-        run = wandb.init(
+        # W&B records sys.argv as run metadata: hand it the redacted command line.
+        argv, sys.argv = sys.argv, [redact_override(a) for a in sys.argv]
+        try:
+            run = self._wandb_init(wandb, cfg, mode, run_id, config)
+        finally:
+            sys.argv = argv
+        run.define_metric(STEP_METRIC)
+        run.define_metric("*", step_metric=STEP_METRIC, step_sync=True)
+        return run
+
+    def _wandb_init(self, wandb, cfg, mode, run_id, config):
+        return wandb.init(
             project=cfg.get("project", "reasoning-rl"),
             entity=cfg.get("entity"),
             group=cfg.get("group"),
@@ -52,9 +65,6 @@ class Tracker:
             config=dict(config),
             settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
         )
-        run.define_metric(STEP_METRIC)
-        run.define_metric("*", step_metric=STEP_METRIC, step_sync=True)
-        return run
 
     def log(self, metrics: Mapping[str, Any], step: int) -> None:
         self.run_dir.append_metrics(metrics, step)

@@ -1,0 +1,133 @@
+"""What every algorithm gets from the train job: data, model, grader, evaluator, callbacks, and
+TRL/Trainer arguments assembled from the shared `hparams` group plus the algorithm's own `args`."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from reasoning_rl.callbacks.checkpoint import CheckpointCallback
+from reasoning_rl.callbacks.eval_curves import EvalCurveCallback
+from reasoning_rl.callbacks.logging import TrackerCallback
+from reasoning_rl.data.base import Problem
+from reasoning_rl.errors import ConfigError
+from reasoning_rl.evaluation import EvalResult, evaluate
+from reasoning_rl.generation import build_backend, sampling_params_from_cfg
+from reasoning_rl.grading import Grader
+from reasoning_rl.prompts import apply_chat_template
+from reasoning_rl.tracking.run_dir import RunDir
+from reasoning_rl.tracking.tracker import Tracker
+
+log = logging.getLogger(__name__)
+
+# Trainer arguments the train job owns: set from other config groups, not from algorithm.args.
+_OWNED = {"output_dir", "report_to", "save_strategy", "save_steps", "save_total_limit", "logging_steps",
+          "use_cpu", "bf16", "fp16", "seed", "data_seed"}
+
+
+def trainer_kwargs(config_cls: type, cfg: DictConfig, output_dir: Path, **extra: Any) -> Any:
+    """A TRL config (GRPOConfig, SFTConfig, …) from hparams + algorithm.args; unknown keys are errors."""
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    hparams = OmegaConf.to_container(cfg.hparams, resolve=True)
+    args = OmegaConf.to_container(cfg.algorithm.get("args") or {}, resolve=True)
+    for group, values in (("hparams", hparams), ("algorithm.args", args)):
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise ConfigError(f"{group}.{unknown[0]} is not an option of {config_cls.__name__} ({cfg.algorithm.name})")
+        owned = sorted(set(values) & _OWNED - {"seed"})
+        if owned:
+            raise ConfigError(f"{group}.{owned[0]} is set by the train job (see checkpoint.*, logger.*)")
+    on_gpu = torch.cuda.is_available()
+    kwargs = {
+        **hparams,
+        **args,
+        "output_dir": str(output_dir),
+        "report_to": [],  # the TrackerCallback logs to W&B and metrics.jsonl, into one resumable run
+        "logging_steps": 1,
+        "save_strategy": "steps",
+        "save_steps": cfg.checkpoint.every_steps,
+        "save_total_limit": cfg.checkpoint.keep,
+        "use_cpu": not on_gpu,
+        "bf16": on_gpu and torch.cuda.is_bf16_supported(),
+        "fp16": False,
+        "data_seed": cfg.seed,
+        "gradient_checkpointing": bool(args.get("gradient_checkpointing", False)) and on_gpu,
+        "dataloader_num_workers": 0,
+        **extra,
+    }
+    try:
+        return config_cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{config_cls.__name__}: {exc}".splitlines()[0]) from None
+
+
+@dataclass
+class TrainContext:
+    cfg: DictConfig
+    run_dir: RunDir
+    tracker: Tracker
+    model: Any  # peft-wrapped unless peft=none
+    tokenizer: Any
+    train_problems: list[Problem]
+    eval_problems: list[Problem]
+    grader: Grader
+    resume_from: Path | None = None
+    eval_results: dict[int, EvalResult] = field(default_factory=dict)
+    checkpoint_callback: CheckpointCallback | None = None
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir.path / "checkpoints"
+
+    @property
+    def preempted(self) -> bool:
+        return bool(self.checkpoint_callback and self.checkpoint_callback.preempted)
+
+    def run_eval(self, model, step: int) -> EvalResult:
+        """The in-training evaluation: same code as the evaluate job, RNG state left untouched."""
+        backend = build_backend(self.cfg.generation, model=model, tokenizer=self.tokenizer)
+        sampling = sampling_params_from_cfg(self.cfg.generation, n=self.cfg.eval.num_samples, seed=self.cfg.seed)
+        prompts = [apply_chat_template(self.tokenizer, p.messages) for p in self.eval_problems]
+        # Sampling reseeds torch; fork so training randomness is the same with or without evals.
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+            result = evaluate(
+                self.eval_problems, prompts, backend, self.grader, eval_cfg=self.cfg.eval,
+                sampling=sampling, answer_format=self.cfg.prompt.answer_format, progress=False,
+            )
+        self.tracker.log(result.flat(), step=step)
+        self.eval_results[step] = result
+        s = result.summary
+        log.info("step %d: %s", step, ", ".join(f"{k}={v['mean']:.3f}" for k, v in s.items() if "@" in k))
+        return result
+
+    def callbacks(self, step_offset: int = 0) -> list:
+        """Checkpoint/preemption first, so an eval never delays a requested save."""
+        if self.checkpoint_callback is None:
+            self.checkpoint_callback = CheckpointCallback()
+        self.checkpoint_callback.step_offset = step_offset
+        return [
+            self.checkpoint_callback,
+            TrackerCallback(self.tracker, step_offset=step_offset),
+            EvalCurveCallback(
+                self.run_eval, self.cfg.eval.every_steps, step_offset=step_offset,
+                preempted=lambda: self.preempted,
+            ),
+        ]
+
+
+def problem_rows(problems: list[Problem], *, with_solution: bool = False) -> list[Mapping[str, Any]]:
+    """Conversational rows for TRL: `prompt` messages plus the gold answer for the reward functions."""
+    rows = []
+    for p in problems:
+        row = {"prompt": p.messages, "gold": p.gold, "problem_id": p.id}
+        if with_solution:
+            row["completion"] = [{"role": "assistant", "content": p.solution}]
+        rows.append(row)
+    return rows

@@ -1,0 +1,61 @@
+"""Sampling completions from the policy: HF generate (anywhere) or vLLM (CUDA GPUs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reasoning_rl.errors import ConfigError
+from reasoning_rl.generation.base import Completion, GenerationBackend, SamplingParams
+
+__all__ = ["Completion", "GenerationBackend", "SamplingParams", "build_backend", "sampling_params_from_cfg"]
+
+BACKENDS = ("hf", "vllm")
+# Keys of the generation config that are handed to vllm.LLM(...) when set.
+VLLM_ENGINE_KEYS = (
+    "gpu_memory_utilization",
+    "max_model_len",
+    "tensor_parallel_size",
+    "dtype",
+    "enforce_eager",
+    "max_num_seqs",
+    "enable_prefix_caching",
+    "trust_remote_code",
+    "seed",
+)
+
+
+def build_backend(gen_cfg: Any, model=None, tokenizer=None, model_path: str | None = None) -> GenerationBackend:
+    backend = gen_cfg.get("backend", "hf")
+    if backend == "hf":
+        if model is None or tokenizer is None:
+            raise ValueError("the hf backend needs a loaded model and tokenizer")
+        from reasoning_rl.generation.hf import HFBackend
+
+        return HFBackend(model, tokenizer)
+    if backend == "vllm":
+        if model_path is None:
+            raise ValueError("the vllm backend needs model_path")
+        from reasoning_rl.generation.vllm import VLLMBackend
+
+        engine = {k: gen_cfg.get(k) for k in VLLM_ENGINE_KEYS if gen_cfg.get(k) is not None}
+        return VLLMBackend(model_path, **engine)
+    raise ConfigError(f"unknown generation.backend {backend!r}; known: {', '.join(BACKENDS)}")
+
+
+def sampling_params_from_cfg(gen_cfg: Any, *, n: int, seed: int) -> SamplingParams:
+    defaults = SamplingParams()
+
+    def get(key: str):
+        value = gen_cfg.get(key)
+        return getattr(defaults, key) if value is None else value
+
+    return SamplingParams(
+        n=n,
+        max_new_tokens=int(get("max_new_tokens")),
+        temperature=float(get("temperature")),
+        top_p=float(get("top_p")),
+        top_k=int(get("top_k")),
+        seed=seed,
+        batch_size=int(get("batch_size")),
+        stop_strings=[str(s) for s in get("stop_strings")],
+    )

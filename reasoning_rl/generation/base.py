@@ -1,0 +1,35 @@
+"""What every generation backend takes and returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass
+class SamplingParams:
+    n: int = 8  # completions per prompt
+    max_new_tokens: int = 512
+    temperature: float = 0.7  # 0 means greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0 disables top-k
+    seed: int = 0
+    batch_size: int = 64  # most sequences generated together (HF backend; vLLM schedules itself)
+    stop_strings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Completion:
+    text: str  # stop strings and special tokens are not included
+    num_tokens: int  # generated tokens, counting the EOS token if one was produced
+    finish_reason: str  # "stop" (EOS or stop string) | "length"
+
+
+class GenerationBackend(Protocol):
+    last_stats: dict
+
+    def generate(
+        self, prompts: list[str], params: SamplingParams, *, progress: bool = True
+    ) -> list[list[Completion]]:
+        """`params.n` completions for each already chat-templated prompt, in prompt order."""
+        ...

