@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from reasoning_rl import models
 from reasoning_rl.algorithms import get_algorithm
 from reasoning_rl.algorithms.common import TrainContext
-from reasoning_rl.callbacks.checkpoint import check_resumable, latest_complete_checkpoint
+from reasoning_rl.callbacks.checkpoint import CheckpointCallback, check_resumable, latest_complete_checkpoint
 from reasoning_rl.cli import run_hydra_job
 from reasoning_rl.data import load_problems
 from reasoning_rl.errors import ConfigError, Preempted, exit_on_user_error
@@ -47,6 +47,8 @@ def build_context(cfg: DictConfig, run_dir, tracker) -> TrainContext:
         train_problems=train_problems, eval_problems=eval_problems,
         grader=get_grader(grader_name, answer_format=cfg.prompt.answer_format),
     )
+    # Handle SIGTERM/SIGUSR2 from here on, so a signal during model loading still ends in a clean stop.
+    ctx.checkpoint_callback = CheckpointCallback()
     if cfg.checkpoint.resume == "auto":
         check_resumable(ctx.checkpoint_dir, OmegaConf.to_container(cfg, resolve=True))
         ctx.resume_from = latest_complete_checkpoint(ctx.checkpoint_dir)

@@ -7,6 +7,9 @@ step with a KL penalty (`beta`) to the reference model (the base model: LoRA ada
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 from datasets import Dataset
 from omegaconf import DictConfig
 from trl import GRPOConfig, GRPOTrainer
@@ -25,6 +28,7 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"algorithm.rewards: unknown reward {unknown[0]!r}; known: {sorted(REWARDS)}")
     if len(algo.reward_weights) != len(algo.rewards):
         raise ConfigError(f"algorithm.reward_weights has {len(algo.reward_weights)} values for {len(algo.rewards)} rewards")
+    trainer_kwargs(GRPOConfig, cfg, Path(tempfile.gettempdir()))  # unknown or invalid args fail now, not after loading
     batch = cfg.hparams.per_device_train_batch_size * cfg.hparams.gradient_accumulation_steps
     if batch % algo.args.get("num_generations", 8):
         raise ConfigError(

@@ -37,6 +37,13 @@ def format_soft(completions, answer_format: str = "answer_tag", **kwargs) -> lis
     return [float(is_soft_format(completion_text(c), answer_format)) for c in completions]
 
 
+@register_reward("parsable_answer")
+def parsable_answer(completions, grader: Grader, **kwargs) -> list[float]:
+    """1 when the grader can read a final answer at all: a shaping reward for models too weak to be
+    right yet, which gives GRPO groups some variance to learn from."""
+    return [float(grader.extract(completion_text(c)) is not None) for c in completions]
+
+
 def _bind(name: str, fn: Callable, grader: Grader, answer_format: str) -> Callable:
     def reward(prompts=None, completions=None, completion_ids=None, **kwargs) -> list[float]:
         # Bound values win over same-named dataset columns, which TRL also passes as kwargs.

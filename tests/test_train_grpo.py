@@ -1,0 +1,105 @@
+"""GRPO end to end on the embedded model, preemption + resume, and bad training configs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from safetensors.torch import load_file
+
+from reasoning_rl.tracking.run_dir import read_jsonl
+from tests.helpers import REPO, run_job
+
+# The base model is almost never right at smoke sizes, so correctness alone gives GRPO groups no
+# variance; `parsable_answer` does, so the policy really moves.
+GRPO_SMOKE = ["algorithm=grpo", "debug=smoke", "algorithm.rewards=[correctness,parsable_answer]",
+              "algorithm.reward_weights=[1.0,0.5]", "hparams.learning_rate=1e-3", "eval.limit=2"]
+
+
+def eval_rows(run_dir, key="eval/pass@8"):
+    return [r for r in read_jsonl(run_dir / "metrics.jsonl") if key in r]
+
+
+def lora_b_norm(path):
+    return sum(float(t.abs().sum()) for name, t in load_file(path).items() if "lora_B" in name)
+
+
+@pytest.mark.slow
+def test_grpo_smoke_trains_and_logs_curves(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_job("train", *GRPO_SMOKE, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "completed"
+    # LoRA's B matrices start at zero: non-zero means the optimizer really stepped.
+    assert lora_b_norm(run_dir / "adapter" / "adapter_model.safetensors") > 0
+    assert len(eval_rows(run_dir)) >= 2 and len(eval_rows(run_dir, "eval/maj@8")) >= 2
+    assert [r for r in read_jsonl(run_dir / "metrics.jsonl") if "train/loss" in r]
+    assert (run_dir / "eval_curves.png").stat().st_size > 1000
+    assert (run_dir / "summary.json").exists() and list((run_dir / "wandb").glob("offline-run-*"))
+
+
+def final_state(run_dir):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    last_eval = eval_rows(run_dir)[-1]
+    return last_eval["step"], {k: v["mean"] for k, v in summary.items()}
+
+
+@pytest.mark.slow
+def test_preempted_run_resumes_to_the_same_result(tmp_path):
+    sizes = [*GRPO_SMOKE, "hparams.max_steps=3", "checkpoint.every_steps=1", "eval.every_steps=0"]
+    straight = tmp_path / "straight"
+    result = run_job("train", *sizes, f"hydra.run.dir={straight}")
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    resumed = tmp_path / "resumed"
+    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "reasoning_rl.train", *sizes, f"hydra.run.dir={resumed}"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    marker = resumed / "checkpoints" / "checkpoint-1" / "COMPLETE"
+    deadline = time.time() + 900
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    assert marker.exists(), "no checkpoint before the signal"
+    proc.send_signal(signal.SIGUSR2)  # what SLURM sends ahead of preemption
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 3, output[-3000:]
+    assert json.loads((resumed / "status.json").read_text())["status"] == "preempted"
+    assert not (resumed / "summary.json").exists()
+    wandb_id = (resumed / "wandb_run_id").read_text()
+
+    result = run_job("train", *sizes, f"hydra.run.dir={resumed}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (resumed / "wandb_run_id").read_text() == wandb_id
+    assert final_state(resumed) == final_state(straight)
+    steps = [r["step"] for r in read_jsonl(resumed / "metrics.jsonl") if "train/loss" in r]
+    assert sorted(set(steps)) == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["algorithm.args.num_generations=1"], "num_generations"),
+        (["+algorithm.args.no_such_option=1"], "no_such_option"),
+        (["algorithm.rewards=[correctness,nope]", "algorithm.reward_weights=[1,1]"], "nope"),
+        (["algorithm=nonexistent"], "algorithm"),
+    ],
+)
+def test_bad_training_config_is_one_clear_line(overrides, message, tmp_path):
+    result = run_job("train", "debug=smoke", *overrides, f"hydra.run.dir={tmp_path}/run", timeout=300)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert message in result.stderr
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    from reasoning_rl.callbacks.checkpoint import check_resumable
+    from reasoning_rl.errors import ConfigError
+
+    base = {"model": {"name_or_path": "m"}, "hparams": {"learning_rate": 1e-5}, "seed": 0, "logger": {"mode": "offline"}}
+    check_resumable(tmp_path, base)
+    check_resumable(tmp_path, {**base, "logger": {"mode": "online"}})  # logging may change
+    with pytest.raises(ConfigError, match="hparams.learning_rate"):
+        check_resumable(tmp_path, {**base, "hparams": {"learning_rate": 1e-4}})
