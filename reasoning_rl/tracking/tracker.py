@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import uuid
+from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +20,21 @@ from reasoning_rl.tracking.redact import redact_config, redact_override
 STEP_METRIC = "train/global_step"  # TRL's W&B step key, so our eval curves share its x-axis
 LOGGERS = ("wandb", "none")
 WANDB_MODES = ("offline", "online", "disabled")
+
+
+def sweep_group_and_tags() -> tuple[str | None, list[str]]:
+    """Inside a Hydra multirun: the sweep's W&B group (job name + sweep time, from the sweep dir) and
+    the run's own overrides as tags, so the dashboard groups a sweep and tells its runs apart."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None, []
+    hydra_cfg = HydraConfig.get()
+    group = "-".join(p for p in Path(hydra_cfg.sweep.dir).parts[-3:] if p != "/")
+    # W&B tags are at most 64 characters.
+    tags = [redact_override(o)[:64] for o in hydra_cfg.overrides.task if not o.startswith("hydra")]
+    return group, tags
 
 
 class Tracker:
@@ -52,12 +68,13 @@ class Tracker:
         return run
 
     def _wandb_init(self, wandb, cfg, mode, run_id, config):
+        group, tags = sweep_group_and_tags()
         return wandb.init(
             project=cfg.get("project", "reasoning-rl"),
             entity=cfg.get("entity"),
-            group=cfg.get("group"),
+            group=cfg.get("group") or group,
             name=cfg.get("run_name"),
-            tags=list(cfg.get("tags") or []),
+            tags=[*(cfg.get("tags") or []), *tags],
             mode=mode,
             dir=str(self.run_dir.path),
             id=run_id,
