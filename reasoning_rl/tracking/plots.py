@@ -21,6 +21,7 @@ def plot_eval_curves(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for metric in metrics:
@@ -31,6 +32,7 @@ def plot_eval_curves(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], 
         (line,) = ax.plot(steps, mean, marker="o", label=metric)
         if None not in low and None not in high:
             ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("training step")
     ax.set_ylabel("score (95% bootstrap CI)")
     ax.set_ylim(-0.02, 1.02)
