@@ -21,6 +21,7 @@ from reasoning_rl.errors import ConfigError, Preempted, exit_on_user_error
 from reasoning_rl.evaluation import check_eval_config
 from reasoning_rl.grading import get_grader
 from reasoning_rl.jobs import format_table, job_run
+from reasoning_rl.launching import requeue
 from reasoning_rl.tracking.plots import eval_points, plot_eval_curves
 from reasoning_rl.tracking.run_dir import read_jsonl
 
@@ -76,7 +77,8 @@ def run(cfg: DictConfig) -> dict:
         ctx = build_context(cfg, run_dir, tracker)
         algorithm.train(ctx)
         if ctx.preempted:
-            raise Preempted(f"checkpoint saved in {ctx.checkpoint_dir}; re-run the same command to resume")
+            resume = requeue.schedule_requeue()  # on SLURM: requeue this task as the process exits
+            raise Preempted(f"checkpoint saved in {ctx.checkpoint_dir}; {resume}")
         final_step = max(ctx.eval_results, default=None)
         final = ctx.eval_results[final_step] if final_step is not None else ctx.run_eval(ctx.model, 0)
         ctx.model.save_pretrained(run_dir.path / "adapter")

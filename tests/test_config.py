@@ -18,8 +18,11 @@ def primary_defaults(name: str) -> set[str]:
     return {next(iter(e)) for e in entries if isinstance(e, dict)}
 
 
-def primary_for(group: str) -> str:
-    """The primary config that lists the group, else the first one (the group is then added with +)."""
+def primary_for(group: str, path: Path | None = None) -> str:
+    """The primary config that lists the group, else the first one (the group is then added with +).
+    Experiment presets that pick an algorithm belong to the train job."""
+    if group == "experiment" and path is not None and "/algorithm" in path.read_text():
+        return "train"
     for name in PRIMARY:
         if group in primary_defaults(name):
             return name
@@ -49,7 +52,7 @@ def test_every_group_option_composes(path):
         cfg = compose_resolved("train", [f"{group}={path.stem}"], hydra=True)
         assert cfg.hydra.launcher._target_
         return
-    primary = primary_for(group)
+    primary = primary_for(group, path)
     prefix = "" if group in primary_defaults(primary) else "+"
     cfg = compose_resolved(primary, [f"{prefix}{group}={path.stem}"])
     assert cfg is not None
