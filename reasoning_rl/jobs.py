@@ -22,10 +22,11 @@ def job_run(cfg: DictConfig) -> Iterator[tuple[RunDir, Tracker]]:
     hydra_cfg = HydraConfig.get()
     run_dir = RunDir(hydra_cfg.runtime.output_dir)
     hydra_dir = run_dir.path / (hydra_cfg.output_subdir or ".hydra")
-    if hydra_dir.exists():
-        redact_hydra_dir(hydra_dir)
     overrides = list(hydra_cfg.overrides.task)
-    write_json_atomic(run_dir.path / "provenance.json", provenance.collect(cfg.seed, overrides))
+    if run_dir.main:
+        if hydra_dir.exists():
+            redact_hydra_dir(hydra_dir)
+        write_json_atomic(run_dir.path / "provenance.json", provenance.collect(cfg.seed, overrides))
     run_dir.set_status("running")
     container: Mapping[str, Any] = OmegaConf.to_container(cfg, resolve=True)
     tracker = None

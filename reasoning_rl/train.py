@@ -7,6 +7,7 @@ curves during training; checkpoints that survive preemption.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -81,22 +82,31 @@ def run(cfg: DictConfig) -> dict:
             raise Preempted(f"checkpoint saved in {ctx.checkpoint_dir}; {resume}")
         final_step = max(ctx.eval_results, default=None)
         final = ctx.eval_results[final_step] if final_step is not None else ctx.run_eval(ctx.model, 0)
+        png = save_results(ctx, final)
+
+    if run_dir.main:
+        k = max(cfg.eval.ks)
+        print(format_table(final.summary, f"final eval ({len(ctx.eval_problems)} problems, N={cfg.eval.num_samples})"))
+        print(before_after(read_jsonl(run_dir.metrics_path), ["pass@1", f"pass@{k}", f"maj@{k}", f"majority_correct@{k}"]))
+        print(f"curves: {png}")
+        print(f"run dir: {run_dir.path}")
+    return final.summary
+
+
+def save_results(ctx: TrainContext, final) -> Path:
+    """Adapter, final samples, curve PNG, and summary.json last: its presence means the run finished."""
+    cfg, run_dir = ctx.cfg, ctx.run_dir
+    png = run_dir.path / "eval_curves.png"
+    if run_dir.main:
         ctx.model.save_pretrained(run_dir.path / "adapter")
         ctx.tokenizer.save_pretrained(run_dir.path / "adapter")
-        run_dir.write_samples(final.records)
-        rows = read_jsonl(run_dir.metrics_path)
         curve_metrics = [f"pass@{k}" for k in cfg.eval.ks] + [f"maj@{max(cfg.eval.ks)}"]
-        png = plot_eval_curves(rows, curve_metrics, run_dir.path / "eval_curves.png",
-                               title=f"{cfg.algorithm.name} · {cfg.model.name_or_path} · {cfg.dataset.name}")
-        tracker.set_summary(final.flat())
-        run_dir.write_summary(final.summary)
-
-    k = max(cfg.eval.ks)
-    print(format_table(final.summary, f"final eval ({len(ctx.eval_problems)} problems, N={cfg.eval.num_samples})"))
-    print(before_after(rows, [f"pass@1", f"pass@{k}", f"maj@{k}", f"majority_correct@{k}"]))
-    print(f"curves: {png}")
-    print(f"run dir: {run_dir.path}")
-    return final.summary
+        plot_eval_curves(read_jsonl(run_dir.metrics_path), curve_metrics, png,
+                         title=f"{cfg.algorithm.name} · {cfg.model.name_or_path} · {cfg.dataset.name}")
+    run_dir.write_samples(final.records)
+    ctx.tracker.set_summary(final.flat())
+    run_dir.write_summary(final.summary)
+    return png
 
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")

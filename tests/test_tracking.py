@@ -71,3 +71,13 @@ def test_provenance_records_versions_and_seed():
     assert info["packages"]["torch"] and info["packages"]["transformers"]
     assert info["overrides"] == [f"+logger.api_key={REDACTED}"]
     assert "sha" in info["git"]
+
+
+def test_only_rank_zero_writes_the_run_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    run = RunDir(tmp_path / "run")
+    run.set_status("running")
+    run.append_metrics({"eval/pass@8": 0.5}, step=0)
+    run.write_summary({"pass@8": {"mean": 0.5}})
+    run.write_samples([{"id": "x"}])
+    assert sorted(p.name for p in run.path.iterdir()) == []

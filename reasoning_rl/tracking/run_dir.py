@@ -54,9 +54,17 @@ def read_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a multi-process (accelerate/torchrun/SLURM) job, or a single process."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 class RunDir:
+    """Every process of a multi-GPU job shares the dir; only the main one writes results to it."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.main = is_main_process()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / ".write-test"
@@ -78,9 +86,13 @@ class RunDir:
         return self.path / "samples.jsonl"
 
     def set_status(self, status: str, **extra: Any) -> None:
+        if not self.main:
+            return
         write_json_atomic(self.path / "status.json", {"status": status, "time": time.time(), **extra})
 
     def append_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
+        if not self.main:
+            return
         record = {"step": step, "time": round(time.time(), 3), **{k: _jsonable(v) for k, v in metrics.items()}}
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -89,8 +101,12 @@ class RunDir:
 
     def write_samples(self, records: Iterable[Mapping[str, Any]], name: str = "samples.jsonl") -> Path:
         path = self.path / name
+        if not self.main:
+            return path
         write_jsonl_atomic(path, records)
         return path
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
+        if not self.main:
+            return
         write_json_atomic(self.summary_path, summary)

@@ -44,7 +44,7 @@ class Tracker:
         name = logger_cfg.get("name", "none")
         if name not in LOGGERS:
             raise ConfigError(f"logger.name={name!r} is not one of {list(LOGGERS)}")
-        if name == "wandb":
+        if name == "wandb" and run_dir.main:
             self.wandb_run = self._init_wandb(logger_cfg, redact_config(config))
 
     def _init_wandb(self, cfg: Mapping[str, Any], config: Mapping[str, Any]):
