@@ -11,6 +11,7 @@ from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
+from transformers import set_seed
 
 from reasoning_rl import models
 from reasoning_rl.algorithms import get_algorithm
@@ -56,6 +57,9 @@ def build_context(cfg: DictConfig, run_dir, tracker) -> TrainContext:
         ctx.resume_from = latest_complete_checkpoint(ctx.checkpoint_dir)
         if ctx.resume_from:
             log.info("resuming from %s", ctx.resume_from)
+    # Seed before LoRA's random init, so equal configs start from equal adapters (and a resumed
+    # run matches an uninterrupted one).
+    set_seed(cfg.seed)
     model, ctx.tokenizer = models.load_model_and_tokenizer(cfg.model)
     ctx.model = models.apply_peft(model, cfg.peft)
     return ctx

@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from reasoning_rl.tracking.run_dir import read_jsonl
@@ -74,6 +75,9 @@ def test_preempted_run_resumes_to_the_same_result(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (resumed / "wandb_run_id").read_text() == wandb_id
     assert final_state(resumed) == final_state(straight)
+    a = load_file(straight / "adapter" / "adapter_model.safetensors")
+    b = load_file(resumed / "adapter" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     steps = [r["step"] for r in read_jsonl(resumed / "metrics.jsonl") if "train/loss" in r]
     assert sorted(set(steps)) == [1, 2, 3]
 
