@@ -35,6 +35,8 @@ def check_config(cfg: DictConfig) -> None:
     check_eval_config(cfg.eval)
     if cfg.checkpoint.resume not in ("auto", "never"):
         raise ConfigError(f"checkpoint.resume={cfg.checkpoint.resume!r} is not one of ['auto', 'never']")
+    if cfg.generation.backend != "hf":
+        raise ConfigError(f"generation={cfg.generation.backend} is for evaluation only; training samples with generation=hf")
     if cfg.checkpoint.every_steps < 1:
         raise ConfigError("checkpoint.every_steps must be >= 1")
     get_algorithm(cfg.algorithm.name).check_config(cfg)

@@ -34,8 +34,9 @@ class EvalCurveCallback(TrainerCallback):
         return control
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if self.every_steps and state.global_step % self.every_steps == 0:
-            self._eval(model, state.global_step + self.step_offset)
+        step = state.global_step + self.step_offset  # cumulative across ORPO rounds
+        if self.every_steps and step % self.every_steps == 0:
+            self._eval(model, step)
         return control
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
