@@ -81,6 +81,7 @@ class TrainContext:
     resume_from: Path | None = None
     eval_results: dict[int, EvalResult] = field(default_factory=dict)
     checkpoint_callback: CheckpointCallback | None = None
+    eval_prompts: list[str] | None = None
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -94,7 +95,9 @@ class TrainContext:
         """The in-training evaluation: same code as the evaluate job, RNG state left untouched."""
         backend = build_backend(self.cfg.generation, model=model, tokenizer=self.tokenizer)
         sampling = sampling_params_from_cfg(self.cfg.generation, n=self.cfg.eval.num_samples, seed=self.cfg.seed)
-        prompts = [apply_chat_template(self.tokenizer, p.messages) for p in self.eval_problems]
+        if self.eval_prompts is None:  # templated once, reused by every eval of the run
+            self.eval_prompts = [apply_chat_template(self.tokenizer, p.messages) for p in self.eval_problems]
+        prompts = self.eval_prompts
         # Sampling reseeds torch; fork so training randomness is the same with or without evals.
         with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
             result = evaluate(

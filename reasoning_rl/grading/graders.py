@@ -40,14 +40,22 @@ class Grader(Protocol):
     def is_correct(self, extracted: str | None, gold: str) -> bool: ...
 
 
-def register_grader(name: str):
-    def decorator(cls):
-        if name in GRADERS:
-            raise ValueError(f"grader {name!r} is already registered")
-        GRADERS[name] = cls
-        return cls
+def registrar(table: dict, kind: str):
+    """A `@register(name)` decorator that adds to `table` and refuses a name twice."""
 
-    return decorator
+    def register(name: str):
+        def decorator(obj):
+            if name in table:
+                raise ValueError(f"{kind} {name!r} is already registered")
+            table[name] = obj
+            return obj
+
+        return decorator
+
+    return register
+
+
+register_grader = registrar(GRADERS, "grader")
 
 
 class UnknownNameError(ConfigError, KeyError):

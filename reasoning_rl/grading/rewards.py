@@ -5,19 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from reasoning_rl.grading.answers import completion_text, is_soft_format, is_strict_format
-from reasoning_rl.grading.graders import Grader, UnknownNameError
+from reasoning_rl.grading.graders import Grader, UnknownNameError, registrar
 
 REWARDS: dict[str, Callable] = {}
 
 
-def register_reward(name: str):
-    def decorator(fn):
-        if name in REWARDS:
-            raise ValueError(f"reward {name!r} is already registered")
-        REWARDS[name] = fn
-        return fn
-
-    return decorator
+register_reward = registrar(REWARDS, "reward")
 
 
 @register_reward("correctness")
