@@ -18,7 +18,7 @@ from reasoning_rl.algorithms import get_algorithm
 from reasoning_rl.algorithms.common import TrainContext
 from reasoning_rl.callbacks.checkpoint import CheckpointCallback, check_resumable, latest_complete_checkpoint
 from reasoning_rl.cli import run_hydra_job
-from reasoning_rl.data import load_problems
+from reasoning_rl.data import check_contamination, load_problems
 from reasoning_rl.errors import ConfigError, Preempted, exit_on_user_error
 from reasoning_rl.evaluation import check_eval_config
 from reasoning_rl.grading import get_grader
@@ -44,9 +44,15 @@ def check_config(cfg: DictConfig) -> None:
 
 def build_context(cfg: DictConfig, run_dir, tracker) -> TrainContext:
     train_problems, grader_name = load_problems(cfg.dataset, cfg.prompt)
-    eval_dataset = {**OmegaConf.to_container(cfg.dataset, resolve=True),
+    # Another data set to evaluate on: `+dataset@eval.dataset=NAME` (it must use the same grader).
+    eval_dataset = {**OmegaConf.to_container(cfg.eval.get("dataset") or cfg.dataset, resolve=True),
                     "split": cfg.eval.split, "limit": cfg.eval.limit, "sample": "first"}
-    eval_problems, _ = load_problems(eval_dataset, cfg.prompt)
+    eval_problems, eval_grader = load_problems(eval_dataset, cfg.prompt)
+    if eval_grader != grader_name:
+        raise ConfigError(f"eval.dataset is graded by {eval_grader!r}, the training data by {grader_name!r}")
+    has_key = "allow_contamination" in cfg.dataset
+    check_contamination(train_problems, eval_problems, allow=bool(cfg.dataset.get("allow_contamination")),
+                        override=f"{'' if has_key else '+'}dataset.allow_contamination=true")
     ctx = TrainContext(
         cfg=cfg, run_dir=run_dir, tracker=tracker, model=None, tokenizer=None,
         train_problems=train_problems, eval_problems=eval_problems,

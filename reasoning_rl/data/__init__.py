@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reasoning_rl.data import gsm8k  # noqa: F401  (registers the data set)
+from reasoning_rl.data import ai2_arc, arc_agi, gsm8k  # noqa: F401  (register the data sets)
 from reasoning_rl.data.base import Problem
+from reasoning_rl.data.contamination import check_contamination
 from reasoning_rl.data.registry import DatasetSpec, get_dataset, register_dataset
 
 
@@ -16,4 +17,4 @@ def load_problems(dataset_cfg: Mapping[str, Any], prompt_cfg: Mapping[str, Any])
     return spec.load(dataset_cfg, prompt_cfg), dataset_cfg.get("grader") or spec.grader
 
 
-__all__ = ["DatasetSpec", "Problem", "get_dataset", "load_problems", "register_dataset"]
+__all__ = ["DatasetSpec", "Problem", "check_contamination", "get_dataset", "load_problems", "register_dataset"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from typing import Any
 
 from reasoning_rl.data.base import Problem
 from reasoning_rl.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 Loader = Callable[[Mapping[str, Any], Mapping[str, Any]], list[Problem]]
 
@@ -100,3 +103,32 @@ def select_rows(rows: list, *, limit: int | None, sample: str = "first", seed: i
         keep = sorted(random.Random(seed).sample(range(len(rows)), min(limit, len(rows))))
         return [rows[i] for i in keep]
     raise ConfigError(f"dataset.sample={sample!r} is not one of ['first', 'random']")
+
+
+def resolve_split(dataset: str, split: str, splits: Mapping[str, str]) -> str:
+    """The data set's own name for `split`; `splits` maps every accepted name (aliases too) to it, so the
+    train job's generic dataset.split=train / eval.split=test work for every data set."""
+    if split not in splits:
+        raise DataError(f"dataset.split={split!r}: {dataset} has splits {sorted(splits)}")
+    return splits[split]
+
+
+def drop_bad_rows(
+    rows: list[tuple[str, Any]], problem_of: Callable[[Any], str | None], *, on_bad_row: str, where: str
+) -> list[tuple[str, Any]]:
+    """(id, row) pairs whose row `problem_of` finds nothing wrong with; the others are skipped with one
+    counted warning (dataset.on_bad_row=skip) or end the job naming the row (error)."""
+    if on_bad_row not in ("skip", "error"):
+        raise ConfigError(f"dataset.on_bad_row={on_bad_row!r} is not one of ['skip', 'error']")
+    kept, bad = [], []
+    for row_id, row in rows:
+        reason = problem_of(row)
+        if reason is None:
+            kept.append((row_id, row))
+            continue
+        if on_bad_row == "error":
+            raise DataError(f"{where}: bad row {row_id}: {reason} (dataset.on_bad_row=skip skips such rows)")
+        bad.append(f"{row_id} ({reason})")
+    if bad:
+        log.warning("%s: skipped %d bad row(s) of %d: %s", where, len(bad), len(rows), "; ".join(bad[:5]))
+    return kept

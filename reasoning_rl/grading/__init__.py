@@ -7,7 +7,16 @@ from reasoning_rl.grading.answers import (
     is_soft_format,
     is_strict_format,
 )
-from reasoning_rl.grading.graders import GRADERS, Grader, NumericGrader, UnknownNameError, get_grader, register_grader
+from reasoning_rl.grading.graders import (
+    GRADERS,
+    ChoiceGrader,
+    Grader,
+    GridGrader,
+    NumericGrader,
+    UnknownNameError,
+    get_grader,
+    register_grader,
+)
 from reasoning_rl.grading.rewards import (
     REWARDS,
     correctness,
@@ -21,7 +30,9 @@ __all__ = [
     "ANSWER_FORMATS",
     "GRADERS",
     "REWARDS",
+    "ChoiceGrader",
     "Grader",
+    "GridGrader",
     "NumericGrader",
     "UnknownNameError",
     "completion_text",

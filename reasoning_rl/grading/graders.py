@@ -10,6 +10,7 @@ from typing import Protocol, runtime_checkable
 import sympy
 from math_verify import parse, verify
 
+from reasoning_rl.data.grids import canonical_grid, parse_grid
 from reasoning_rl.errors import ConfigError
 from reasoning_rl.grading.answers import ANSWER_FORMATS, check_answer_format, completion_text, extract_answer_span
 
@@ -179,3 +180,98 @@ class NumericGrader:
             gold_parsed, predicted_parsed = parse(gold, parsing_timeout=None), parse(extracted, parsing_timeout=None)
             return verify(gold_parsed, predicted_parsed, timeout_seconds=None)
         return abs(predicted - expected) <= _TOLERANCE
+
+
+# A label opening the answer: "B", "(B)", "B.", "B) text", "2:". A bare capital before a space
+# ("A plant") is choice text, not a label.
+_LEADING_LABEL = re.compile(r"\(([A-J1-9])\)|([A-J1-9])(?=[.):,\n]|$)")
+_LONE_LOWERCASE_LABEL = re.compile(r"\(?([a-j])\)?\.?")
+_NAMED_LABEL = re.compile(r"(?i:answer|option|choice)\s*(?:(?i:is)\s*)?:?\s*\(?([A-J1-9])\)?(?![\w])")
+_PARENTHESIZED_LABEL = re.compile(r"\(([A-J])\)")
+_BARE_LABEL = re.compile(r"\(?([A-Ja-j1-9])\)?[.):]?")
+_MARKUP = re.compile(r"[*_`$]")
+
+
+def choice_label(span: str | None) -> str | None:
+    """The choice label an answer span gives, or None."""
+    if span is None:
+        return None
+    text = _MARKUP.sub("", span).strip()
+    lone = _LONE_LOWERCASE_LABEL.fullmatch(text)
+    if lone:
+        return lone.group(1).upper()
+    leading = _LEADING_LABEL.match(text)
+    if leading:
+        return leading.group(1) or leading.group(2)
+    named = _NAMED_LABEL.findall(text)
+    return named[-1] if named else None
+
+
+@register_grader("choice")
+class ChoiceGrader:
+    """Grades multiple-choice answers (AI2 ARC) by their label: "B", "(B)", "B.", "B) text", "the answer is
+    B", or a number label "2". The extracted label is what maj@K votes on.
+
+    Answers given as the choice text alone are not read: a grader sees the completion and the gold label,
+    not the problem's choices."""
+
+    name = "choice"
+
+    def __init__(self, answer_format: str = "answer_tag", fallback: str = "marked_label"):
+        check_answer_format(answer_format)
+        if fallback not in ("marked_label", "none"):
+            raise ConfigError(f"unknown grader fallback {fallback!r}; expected marked_label or none")
+        self.answer_format = answer_format
+        self.fallback = fallback
+
+    def extract(self, completion) -> str | None:
+        text = completion_text(completion)
+        formats = [self.answer_format, *(f for f in ANSWER_FORMATS if f != self.answer_format)]
+        for answer_format in formats:
+            label = choice_label(extract_answer_span(text, answer_format))
+            if label is not None:
+                return label
+        if self.fallback == "marked_label":
+            # Small models rarely keep the format; read a label they marked unmistakably, the last one.
+            bare = _BARE_LABEL.fullmatch(_MARKUP.sub("", text).strip())
+            if bare:
+                return bare.group(1).upper()
+            for pattern in (_NAMED_LABEL, _PARENTHESIZED_LABEL):
+                matches = pattern.findall(text)
+                if matches:
+                    return matches[-1]
+        return None
+
+    def is_correct(self, extracted: str | None, gold: str) -> bool:
+        return extracted is not None and extracted.strip().upper() == gold.strip().upper()
+
+
+@register_grader("grid")
+class GridGrader:
+    """Grades ARC-AGI answers: the whole grid must match, shape included. The extracted answer is the
+    grid's canonical string (rows of digits), so maj@K votes on grids whatever separators were written."""
+
+    name = "grid"
+
+    def __init__(self, answer_format: str = "answer_tag", fallback: str = "last_grid"):
+        check_answer_format(answer_format)
+        if fallback not in ("last_grid", "none"):
+            raise ConfigError(f"unknown grader fallback {fallback!r}; expected last_grid or none")
+        self.answer_format = answer_format
+        self.fallback = fallback
+
+    def extract(self, completion) -> str | None:
+        text = completion_text(completion)
+        spans = [extract_answer_span(text, self.answer_format),
+                 *(extract_answer_span(text, f) for f in ANSWER_FORMATS if f != self.answer_format)]
+        if self.fallback == "last_grid":
+            spans.append(text)  # the last grid written anywhere in the completion
+        for span in spans:
+            grid = parse_grid(span)
+            if grid is not None:
+                return canonical_grid(grid)
+        return None
+
+    def is_correct(self, extracted: str | None, gold: str) -> bool:
+        predicted = parse_grid(extracted)
+        return predicted is not None and predicted == parse_grid(gold)

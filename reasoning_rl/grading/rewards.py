@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from reasoning_rl.data.grids import cell_accuracy, parse_grid
+from reasoning_rl.errors import ConfigError
 from reasoning_rl.grading.answers import completion_text, is_soft_format, is_strict_format
-from reasoning_rl.grading.graders import Grader, UnknownNameError, registrar
+from reasoning_rl.grading.graders import Grader, GridGrader, UnknownNameError, registrar
 
 REWARDS: dict[str, Callable] = {}
 
@@ -35,6 +37,18 @@ def parsable_answer(completions, grader: Grader, **kwargs) -> list[float]:
     """1 when the grader can read a final answer at all: a shaping reward for models too weak to be
     right yet, which gives GRPO groups some variance to learn from."""
     return [float(grader.extract(completion_text(c)) is not None) for c in completions]
+
+
+@register_reward("grid_cells")
+def grid_cells(completions, gold, grader: Grader, **kwargs) -> list[float]:
+    """Partial credit for ARC-AGI: the fraction of cells right, 0 when no grid is read or its shape is
+    wrong. Denser than exact match for RL; the eval metrics still count whole grids only."""
+    if not isinstance(grader, GridGrader):
+        raise ConfigError(f"reward grid_cells needs a grid data set (arc_agi1, arc_agi2), not grader {grader.name!r}")
+    return [
+        cell_accuracy(parse_grid(grader.extract(completion_text(c))), parse_grid(g))
+        for c, g in zip(completions, gold, strict=True)
+    ]
 
 
 def _bind(name: str, fn: Callable, grader: Grader, answer_format: str) -> Callable:
