@@ -1,0 +1,1 @@
+"""Comparing finished (and unfinished) runs: loading run dirs, paired statistics, tables, plots."""
