@@ -1,13 +1,16 @@
 """Evaluate a model: N samples per problem, graded, Pass@K / maj@K / majority_correct@K with CIs.
 
     python -m reasoning_rl.evaluate model=smollm2_135m dataset=gsm8k dataset.limit=100 eval.num_samples=8
+    python -m reasoning_rl.evaluate checkpoint=RUN_DIR dataset.limit=200 eval.num_samples=16   # a trained run's adapter
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import hydra
+import yaml
 from omegaconf import DictConfig
 
 from reasoning_rl import models
@@ -23,6 +26,25 @@ from reasoning_rl.prompts import apply_chat_template
 log = logging.getLogger(__name__)
 
 
+def check_checkpoint(cfg: DictConfig) -> None:
+    """A checkpoint= must hold an adapter, and a train run dir must have trained the model being loaded:
+    found before any weights load."""
+    if not cfg.checkpoint:
+        return
+    models.find_adapter(cfg.checkpoint)
+    run_dir = Path(cfg.checkpoint).expanduser()
+    saved = run_dir / ".hydra" / "config.yaml"
+    if not saved.is_file():  # a bare adapter dir: nothing to check it against
+        return
+    trained = (yaml.safe_load(saved.read_text()) or {}).get("model", {}).get("name_or_path")
+    if trained and trained != cfg.model.name_or_path:
+        hydra_file = run_dir / ".hydra" / "hydra.yaml"
+        choice = ((yaml.safe_load(hydra_file.read_text()) or {}).get("hydra", {}).get("runtime", {})
+                  .get("choices", {}).get("model") if hydra_file.is_file() else None)
+        raise ConfigError(f"checkpoint={cfg.checkpoint} was trained on {trained}, not {cfg.model.name_or_path}; "
+                          f"add model={choice or '…'} (or model.name_or_path={trained})")
+
+
 def build_sampler(cfg: DictConfig, tokenizer):
     """The generation backend; vLLM's availability is checked before any weights load."""
     if cfg.generation.backend == "vllm":
@@ -36,7 +58,8 @@ def build_sampler(cfg: DictConfig, tokenizer):
 
 
 def run(cfg: DictConfig) -> dict:
-    check_eval_config(cfg.eval)  # fail on a bad K before loading anything
+    check_eval_config(cfg.eval)  # fail on a bad K or checkpoint before loading anything
+    check_checkpoint(cfg)
     with job_run(cfg) as (run_dir, tracker):
         problems, grader_name = load_problems(cfg.dataset, cfg.prompt)
         grader = get_grader(grader_name, answer_format=cfg.prompt.answer_format)
@@ -55,7 +78,8 @@ def run(cfg: DictConfig) -> dict:
         tracker.set_summary(result.flat())
         run_dir.write_summary(result.summary)
 
-    title = f"{cfg.model.name_or_path} on {cfg.dataset.name}/{cfg.dataset.split} ({len(problems)} problems, N={sampling.n})"
+    model_name = f"{cfg.model.name_or_path} + {cfg.checkpoint}" if cfg.checkpoint else cfg.model.name_or_path
+    title = f"{model_name} on {cfg.dataset.name}/{cfg.dataset.split} ({len(problems)} problems, N={sampling.n})"
     print(format_table(result.summary, title))
     print(f"sampling: {result.stats['tokens_per_s']:.1f} tokens/s, {result.stats['mean_tokens']:.1f} tokens/answer")
     print(f"run dir: {run_dir.path}")
