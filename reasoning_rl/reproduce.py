@@ -34,6 +34,7 @@ from reasoning_rl.comparison.runs import is_run_dir, load_config
 from reasoning_rl.errors import UserError, exit_on_user_error
 from reasoning_rl.tracking import provenance
 from reasoning_rl.tracking.redact import REDACTED, redact_override
+from reasoning_rl.tracking.run_dir import read_jsonl
 
 JOBS = ("evaluate", "train")
 # Hydra overrides that only say where and how the original ran: the re-run is one local job.
@@ -157,34 +158,39 @@ def config_changes(old_dir: Path, new_dir: Path) -> list[str]:
     return [f"{k}: {old.get(k, '-')} -> {new.get(k, '-')}" for k in dict.fromkeys([*old, *new]) if old.get(k, "-") != new.get(k, "-")]
 
 
+def plan(run_dir: Path, new_overrides: Sequence[str], out: Path | None) -> tuple[list[str], Path, list[str]]:
+    """(command, new run dir, warnings) for re-running run_dir; nothing is started."""
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such run dir")
+    job, saved, hydra_saved = saved_run(run_dir)
+    user_out = [o for o in new_overrides if override_key(o) == "hydra.run.dir"]
+    out = new_run_dir(out or (Path(user_out[-1].partition("=")[2]) if user_out else None), run_dir)
+    warnings = []
+    overrides, redacted = drop_redacted(saved)
+    warnings += [f"{o} was redacted when the run was saved and is not passed again; supply it through the "
+                 "environment (e.g. WANDB_API_KEY, HF_TOKEN) or as an override" for o in redacted]
+    placement = [o for o in hydra_saved if override_key(o).startswith(_PLACEMENT)]
+    if any(override_key(o) == "hydra.mode" and o.endswith("MULTIRUN") for o in placement):
+        warnings.append("the run was one job of a sweep; it is reproduced as a single local run")
+    extra_hydra = [o for o in hydra_saved if o not in placement]
+    overrides = merge_overrides([*overrides, *extra_hydra], [o for o in new_overrides if o not in user_out])
+
+    saved_provenance = _read_json(run_dir / "provenance.json")
+    if saved_provenance is None:
+        warnings.append(f"{run_dir}/provenance.json is missing: the code and package versions cannot be checked")
+    else:
+        warnings += environment_differences(saved_provenance)
+    return [sys.executable, "-m", f"reasoning_rl.{job}", *overrides, f"hydra.run.dir={out}"], out, warnings
+
+
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     original = args.run_dir
-    if not original.is_dir():
-        raise UserError(f"{original}: no such run dir")
-    job, saved, hydra_saved = saved_run(original)
-    user_out = [o for o in args.overrides if override_key(o) == "hydra.run.dir"]
-    out = new_run_dir(args.out or (Path(user_out[-1].partition("=")[2]) if user_out else None), original)
-    overrides, redacted = drop_redacted(saved)
-    for o in redacted:
-        print(f"warning: {o} was redacted when the run was saved and is not passed again; "
-              "supply it through the environment (e.g. WANDB_API_KEY, HF_TOKEN) or as an override", file=sys.stderr)
-    placement = [o for o in hydra_saved if override_key(o).startswith(_PLACEMENT)]
-    if any(override_key(o) == "hydra.mode" and o.endswith("MULTIRUN") for o in placement):
-        print("warning: the run was one job of a sweep; it is reproduced as a single local run", file=sys.stderr)
-    extra_hydra = [o for o in hydra_saved if o not in placement]
-    overrides = merge_overrides([*overrides, *extra_hydra], [o for o in args.overrides if o not in user_out])
-
-    saved_provenance = _read_json(original / "provenance.json")
-    if saved_provenance is None:
-        print(f"warning: {original}/provenance.json is missing: the code and package versions cannot be checked", file=sys.stderr)
-    else:
-        for note in environment_differences(saved_provenance):
-            print(f"warning: {note}", file=sys.stderr)
-
-    command = [sys.executable, "-m", f"reasoning_rl.{job}", *overrides, f"hydra.run.dir={out}"]
-    print("re-running: " + shlex.join(["python", *command[1:2], *[redact_override(c) for c in command[2:]]]), flush=True)
+    command, out, warnings = plan(original, args.overrides, args.out)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print("re-running: " + shlex.join(["python", *command[1:3], *[redact_override(c) for c in command[3:]]]), flush=True)
     result = subprocess.run(command)
     if result.returncode != 0:
         print(f"error: the re-run failed with exit status {result.returncode}; see {out}", file=sys.stderr)
@@ -200,7 +206,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     table, _ = compare_summaries(old_summary, new_summary or {})
     print(f"\nsummary.json: original {original} vs re-run {out}\n{table}")
+    print(samples_note(original, out))
     return 0
+
+
+def samples_note(old_dir: Path, new_dir: Path) -> str:
+    """Whether the re-run sampled the same completions: where two runs part, this says where."""
+    try:
+        old, new = read_jsonl(old_dir / "samples.jsonl"), read_jsonl(new_dir / "samples.jsonl")
+    except OSError:
+        return "samples.jsonl: missing in one of the runs"
+    by_id = {r["id"]: r["completions"] for r in old}
+    same = sum(by_id.get(r["id"]) == r["completions"] for r in new)
+    if same == len(new) == len(old):
+        return f"samples.jsonl: the same completions for all {same} problems"
+    return f"samples.jsonl: the same completions for {same} of {len(new)} problems (the original has {len(old)})"
 
 
 if __name__ == "__main__":
