@@ -132,8 +132,10 @@ def compare_summaries(old: Mapping[str, Mapping[str, float]], new: Mapping[str, 
         lines.append("identical: the new summary.json equals the original exactly")
     else:
         outside = [r[0] for r in rows if r[4] == "NO"]
-        lines.append(f"not identical: max |difference| {worst[0]:.4g} ({worst[1] or 'metric sets differ'}); "
-                     + (f"outside the original 95% CI: {', '.join(outside)}" if outside else "every new value is inside the original 95% CI"))
+        unmatched = [r[0] for r in rows if r[4] == "-"]
+        lines.append(f"not identical: max |difference| {worst[0]:.4g} ({worst[1]}); "
+                     + (f"outside the original 95% CI: {', '.join(outside)}" if outside else "every new value is inside the original 95% CI")
+                     + (f"; in only one of the runs: {', '.join(unmatched)}" if unmatched else ""))
     return "\n".join(lines), identical
 
 

@@ -1,0 +1,133 @@
+"""reproduce RUN_DIR: what it re-runs (overrides, redacted secrets, sweep placement), what it warns
+about (code and package versions), how it compares summaries; (slow) a real re-run is identical."""
+
+import json
+from importlib import metadata
+
+import pytest
+import yaml
+
+from reasoning_rl import reproduce
+from reasoning_rl.tracking.redact import REDACTED
+from tests.helpers import run_job
+
+
+def saved_run(path, overrides, *, job="evaluate", hydra_overrides=(), provenance=None, summary=None):
+    (path / ".hydra").mkdir(parents=True)
+    (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"job_name": job, "seed": 0}))
+    (path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(overrides)))
+    (path / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(
+        {"hydra": {"job": {"name": job}, "overrides": {"hydra": [f"hydra.run.dir={path}", "hydra.mode=RUN", *hydra_overrides],
+                                                        "task": list(overrides)}}}))
+    if provenance is not None:
+        (path / "provenance.json").write_text(json.dumps(provenance))
+    if summary is not None:
+        (path / "summary.json").write_text(json.dumps(summary))
+    return path
+
+
+def current_provenance():
+    from reasoning_rl.tracking import provenance
+
+    return {"git": provenance.git_state(), "packages": provenance.package_versions(), "python": __import__("sys").version.split()[0], "gpus": []}
+
+
+def test_plan_replays_saved_overrides_with_new_ones_on_top(tmp_path):
+    run = saved_run(tmp_path / "run", ["debug=smoke", "seed=0", "eval.num_samples=4"], provenance=current_provenance())
+    command, out, warnings = reproduce.plan(run, ["seed=1", "dataset.limit=2"], tmp_path / "new")
+    assert command[1:3] == ["-m", "reasoning_rl.evaluate"]
+    assert command[3:] == ["debug=smoke", "eval.num_samples=4", "seed=1", "dataset.limit=2", f"hydra.run.dir={tmp_path / 'new'}"]
+    assert out == tmp_path / "new"
+    assert not [w for w in warnings if "package" in w or "python" in w or "hardware" in w]
+
+
+def test_redacted_overrides_are_not_passed_again(tmp_path):
+    run = saved_run(tmp_path / "run", [f"+logger.api_key={REDACTED}", "debug=smoke"], job="train", provenance=current_provenance())
+    command, _, warnings = reproduce.plan(run, [], tmp_path / "new")
+    assert command[2] == "reasoning_rl.train"
+    assert not any(REDACTED in c for c in command)
+    assert any(w.startswith(f"+logger.api_key={REDACTED} was redacted") and "environment" in w for w in warnings)
+
+
+def test_a_sweep_member_is_rerun_as_one_local_job(tmp_path):
+    run = saved_run(tmp_path / "run", ["seed=2"], job="train", provenance=current_provenance(),
+                    hydra_overrides=["hydra.mode=MULTIRUN", "hydra/launcher=slurm_local", "hydra.sweep.dir=/x", "hydra.job.chdir=false"])
+    command, _, warnings = reproduce.plan(run, [], tmp_path / "new")
+    assert command[3:] == ["seed=2", "hydra.job.chdir=false", f"hydra.run.dir={tmp_path / 'new'}"]
+    assert any("one job of a sweep" in w for w in warnings)
+
+
+def test_changed_code_and_packages_are_named(tmp_path):
+    prov = current_provenance()
+    prov["git"] = {"sha": "0" * 40, "dirty": True}
+    prov["packages"] = {**prov["packages"], "transformers": "0.0.1", "trl": None}
+    run = saved_run(tmp_path / "run", ["debug=smoke"], provenance=prov)
+    _, _, warnings = reproduce.plan(run, [], tmp_path / "new")
+    assert any("the code differs: the run used git 000000000000" in w for w in warnings)
+    assert any("uncommitted changes, which were not recorded" in w for w in warnings)
+    (packages,) = [w for w in warnings if w.startswith("package versions differ")]
+    assert f"transformers 0.0.1 -> {metadata.version('transformers')}" in packages
+    assert f"trl None -> {metadata.version('trl')}" in packages and "torch" not in packages
+
+
+def test_bad_inputs_are_one_line_exit_2(tmp_path, capsys):
+    (tmp_path / "not_a_run").mkdir()
+    good = saved_run(tmp_path / "good", ["debug=smoke"])
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "status.json").write_text("{}")
+    cases = {
+        (str(tmp_path / "missing"),): "no such run dir",
+        (str(tmp_path / "not_a_run"),): "not a run dir",
+        (str(good), "--out", str(good)): "is the original run dir",
+        (str(good), "--out", str(tmp_path / "taken")): "already holds a run",
+    }
+    for argv, message in cases.items():
+        with pytest.raises(SystemExit) as exc:
+            reproduce.main(list(argv))
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("error: ") and message in err[-1]
+    weird = saved_run(tmp_path / "weird", [], job="compare")
+    with pytest.raises(SystemExit):
+        reproduce.main([str(weird)])
+    assert "job 'compare' cannot be reproduced" in capsys.readouterr().err
+
+
+def test_summaries_identical_within_ci_and_outside():
+    old = {"pass@1": {"mean": 0.2, "ci_low": 0.1, "ci_high": 0.3, "n": 10},
+           "pass@8": {"mean": 0.5, "ci_low": 0.3, "ci_high": 0.7, "n": 10}}
+    text, identical = reproduce.compare_summaries(old, json.loads(json.dumps(old)))
+    assert identical and "identical" in text.splitlines()[-1]
+    shifted = {"pass@1": {**old["pass@1"], "mean": 0.25}, "pass@8": {**old["pass@8"], "mean": 0.9}}
+    text, identical = reproduce.compare_summaries(old, shifted)
+    assert not identical
+    last = text.splitlines()[-1]
+    assert "max |difference| 0.4 (pass@8)" in last and "outside the original 95% CI: pass@8" in last
+    rows = {line.split()[0]: line.split()[-1] for line in text.splitlines()[1:-1]}
+    assert rows == {"pass@1": "yes", "pass@8": "NO"}
+    text, _ = reproduce.compare_summaries(old, {"pass@1": old["pass@1"]})
+    assert text.splitlines()[-1].endswith("in only one of the runs: pass@8")
+
+
+def test_a_failed_rerun_exits_non_zero(tmp_path):
+    # K > N: the evaluate job refuses its config before any weights load, with exit status 2.
+    run = saved_run(tmp_path / "run", ["eval.num_samples=2", "eval.ks=[1,4]", "logger=none"], provenance=current_provenance())
+    result = run_job("reproduce", str(run), "--out", str(tmp_path / "new"), timeout=180)
+    assert result.returncode == 2
+    assert "error: the re-run failed with exit status 2" in result.stderr
+    assert "re-running: python -m reasoning_rl.evaluate eval.num_samples=2" in result.stdout
+
+
+@pytest.mark.slow
+def test_reproducing_a_smoke_evaluation_gives_the_same_summary(tmp_path):
+    tiny = ["debug=smoke", "dataset.limit=2", "eval.num_samples=4", "eval.ks=[1,4]", "logger=none"]
+    original = tmp_path / "original"
+    first = run_job("evaluate", *tiny, f"hydra.run.dir={original}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    result = run_job("reproduce", str(original), "--out", str(tmp_path / "again"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "again" / "summary.json").read_text() == (original / "summary.json").read_text()
+    assert "identical: the new summary.json equals the original exactly" in result.stdout
+    assert "samples.jsonl: the same completions for all 2 problems" in result.stdout
+    overrides = yaml.safe_load((tmp_path / "again" / ".hydra" / "overrides.yaml").read_text())
+    assert overrides == tiny
