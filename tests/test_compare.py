@@ -2,6 +2,7 @@
 bad input, and (slow) the whole job on real smoke runs, including evaluate checkpoint=RUN_DIR."""
 
 import csv
+import importlib.util
 import json
 import math
 
@@ -169,7 +170,7 @@ def test_compare_writes_table_csv_and_plots(three_runs, capsys):
     out = root / "out"
     assert compare.main([*map(str, paths), "--out", str(out), "--resamples", "2000"]) == 0
     printed = capsys.readouterr()
-    assert "warning: grpo is failed: RuntimeError: CUDA out of memory" in printed.err
+    assert "warning: grpo: failed (RuntimeError: CUDA out of memory), no final metrics" in printed.err
     for name in ("compare.md", "compare.csv", "compare_paired.csv", "compare_curves.png", "compare_bars.png", "plots.json"):
         assert (out / name).is_file(), name
 
@@ -264,6 +265,18 @@ def test_sweep_dir_members_that_never_started_are_shown(tmp_path):
 def test_a_folder_of_run_dirs_expands(three_runs):
     root, _ = three_runs
     assert sorted(r.name for r in load_runs([root])) == ["base", "grpo", "sft"]
+
+
+def test_wandb_workspace_without_the_package_is_one_line(three_runs, capsys):
+    pytest.importorskip("wandb")
+    if importlib.util.find_spec("wandb_workspaces") is not None:
+        pytest.skip("wandb-workspaces is installed; building a view needs W&B online")
+    root, paths = three_runs
+    with pytest.raises(SystemExit) as exc:
+        compare.main([str(paths[0]), "--out", str(root / "out"), "--wandb-workspace", "me/project"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: --wandb-workspace needs the wandb-workspaces package: pip install wandb-workspaces")
 
 
 def test_not_a_run_dir_is_one_line_exit_2(tmp_path, capsys):

@@ -100,7 +100,8 @@ def build(runs: list[Run], *, baseline: str | None = None, metrics: Sequence[str
                             metrics=chosen, curve_metrics=choose_curve_metrics(runs), warnings=warnings)
     for run in runs:
         if run.status != "completed":
-            warnings.append(f"{run.name} is {run.status}" + (f": {run.error.splitlines()[0][:200]}" if run.error else ""))
+            warnings.append(f"{run.name}: {run.status}" + (f" ({run.error.splitlines()[0][:200]})" if run.error else "")
+                            + ("" if run.summary else ", no final metrics"))
     base = find_run(runs, baseline) if baseline else runs[0]
     if not base.has_samples:
         message = f"the baseline {base.name} ({base.status}) has no samples.jsonl"

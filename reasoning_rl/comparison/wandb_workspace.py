@@ -18,7 +18,7 @@ def save_workspace(target: str, comparison) -> str:
         import wandb_workspaces.reports.v2 as wr
         import wandb_workspaces.workspaces as ws
     except ImportError:
-        raise UserError("--wandb-workspace needs the wandb-workspaces package: pip install 'reasoning-rl[wandb-report]'") from None
+        raise UserError("--wandb-workspace needs the wandb-workspaces package: pip install wandb-workspaces") from None
     entity, sep, project = target.partition("/")
     if not (sep and entity and project):
         raise UserError(f"--wandb-workspace {target!r}: expected ENTITY/PROJECT")
