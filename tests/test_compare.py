@@ -255,11 +255,21 @@ def test_sweep_dir_members_that_never_started_are_shown(tmp_path):
                 "members": [{"num": 0, "job_id": "7_0", "overrides": ["seed=0"], "run_dir": "/elsewhere/sweep/0",
                              "status": "completed", "error": None},
                             {"num": 1, "job_id": "7_1", "overrides": ["seed=1"], "run_dir": "/elsewhere/sweep/1",
-                             "status": "pending", "error": None}]}
+                             "status": "pending", "error": None},
+                            {"num": 2, "job_id": "7_2", "overrides": ["seed=2"], "run_dir": "/elsewhere/sweep/2",
+                             "status": "failed", "error": "SLURM state OUT_OF_MEMORY"}]}
+    make_run(sweep / "2", job="train", status="running", config={"seed": 2})  # killed before it could say so
     (sweep / "sweep.json").write_text(json.dumps(manifest))
     runs = load_runs([sweep])
-    assert [(r.name, r.status) for r in runs] == [("0", "completed"), ("1", "pending")]
+    assert [(r.name, r.status) for r in runs] == [("0", "completed"), ("1", "pending"), ("2", "failed")]
     assert runs[0].path == sweep / "0" and runs[0].sweep_group == "train-x"
+    assert runs[2].error == "SLURM state OUT_OF_MEMORY"
+    header, rows = table.run_rows(runs, table.differing_keys([r.config for r in runs]), ["pass@1"])
+    assert header == ["run", "job", "status", "seed", "pass@1"]
+    assert rows[1] == ["1", "?", "pending", "-", "-"] and rows[2][:4] == ["2", "train", "failed", "2"]
+    (sweep / "sweep.json").write_text("{not json")
+    with pytest.raises(UserError, match="sweep.json is unreadable"):
+        load_runs([sweep])
 
 
 def test_a_folder_of_run_dirs_expands(three_runs):

@@ -58,7 +58,7 @@ def _largest_k(names) -> int | None:
 
 
 def choose_curve_metrics(runs: Sequence[Run]) -> list[str]:
-    """pass@K and maj@K (the issue's pass@8 and maj@8) for the largest K most runs report."""
+    """pass@K and maj@K (pass@8 and maj@8 with the default eval.ks) for the largest K most runs report."""
     largest = [k for r in runs if (k := _largest_k([*r.summary, *(key for row in r.rows for key in row)]))]
     if not largest:
         return []
@@ -126,6 +126,8 @@ def write(c: Comparison, out_dir: Path, command: str = "") -> dict[str, Path]:
     """compare.md, compare.csv, compare_paired.csv, compare_curves.png, compare_bars.png, plots.json."""
     files = {name: out_dir / name for name in
              ("compare.md", "compare.csv", "compare_paired.csv", "compare_curves.png", "compare_bars.png", "plots.json")}
+    for name in ("compare_curves.png", "compare_bars.png"):  # from an earlier comparison into the same dir
+        files[name].unlink(missing_ok=True)
     table.write_runs_csv(files["compare.csv"], c.runs, c.keys, c.metrics)
     table.write_diffs_csv(files["compare_paired.csv"], c.baseline or c.runs[0], c.diffs)
     plotted = {

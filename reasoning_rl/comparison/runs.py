@@ -22,6 +22,9 @@ from reasoning_rl.tracking.run_dir import read_jsonl
 
 # Config keys that say where or how a run was recorded, not what it did.
 IGNORED_PREFIXES = ("hydra.",)
+# Sweep statuses that overrule a run dir still saying "running": a job killed by SLURM (out of
+# memory, time limit) never wrote its end; a preempted one waits in the queue.
+_KILLED = {"failed", "cancelled", "requeued", "pending"}
 
 
 @dataclass
@@ -95,6 +98,8 @@ def load_run(path: Path, name: str, fallback_status: str | None = None, fallback
     own = _read_json(path / "status.json") or {}
     summary = _read_json(path / "summary.json") or {}
     status = own.get("status") or ("completed" if summary else fallback_status or "unknown")
+    if status == "running" and fallback_status in _KILLED:  # SLURM knows what the job could not report
+        status = fallback_status
     error = own.get("error") or own.get("message") or (fallback_error if status == fallback_status else None)
     rows = read_jsonl(path / "metrics.jsonl") if (path / "metrics.jsonl").is_file() else []
     summary = {k: v for k, v in summary.items() if isinstance(v, Mapping) and "mean" in v}
@@ -111,10 +116,13 @@ class _Found:
 
 
 def _sweep_members(sweep_dir: Path) -> list[_Found]:
-    manifest = sweep_manifest.load(sweep_dir)
+    try:
+        manifest = sweep_manifest.load(sweep_dir)
+        members = [(m, Path(m["run_dir"])) for m in manifest.get("members", [])]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{sweep_dir}/{sweep_manifest.FILENAME} is unreadable ({exc})") from None
     found = []
-    for member in manifest.get("members", []):
-        run_dir = Path(member["run_dir"])
+    for member, run_dir in members:
         if not run_dir.exists():  # the sweep dir was moved or copied: find the member relative to it
             try:
                 moved = sweep_dir / run_dir.relative_to(manifest.get("sweep_dir", ""))

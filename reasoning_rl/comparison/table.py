@@ -29,6 +29,7 @@ def differing_keys(configs: Sequence[Mapping[str, Any]]) -> list[str]:
     names a choice (`algorithm.name`, `peft.name`): an evaluate run has no `algorithm.args.*`, and
     listing every one of them would bury the keys that matter.
     """
+    configs = [c for c in configs if c]  # a sweep member that never started has no config to compare
     order: dict[str, None] = {}
     for config in configs:
         order.update(dict.fromkeys(config))
