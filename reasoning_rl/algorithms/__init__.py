@@ -1,5 +1,5 @@
 """Training algorithms. Each module has `check_config(cfg)` (fails before anything loads) and
-`train(ctx)`; sft/orpo/grpo wrap TRL trainers."""
+`train(ctx)`; sft/orpo/grpo wrap TRL trainers, ppo/trpo are our own (TRL 1.x has neither)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from types import ModuleType
 
 from reasoning_rl.errors import ConfigError
 
-ALGORITHMS = ("sft", "orpo", "grpo")
+ALGORITHMS = ("sft", "orpo", "grpo", "ppo", "trpo")
 
 
 def get_algorithm(name: str) -> ModuleType:
