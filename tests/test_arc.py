@@ -260,6 +260,7 @@ def test_licenses_ship_with_the_data():
     ("<answer>(4)</answer>", "4"),
     ("The final answer is \\boxed{C}.", "C"),
     ("I think the correct answer is D because plants need light.", "D"),
+    ("The best answer would be D. building materials will be cheaper.", "D"),
     ("Looking at (A) and (B), it must be (B).", "B"),
     ("b", "B"),
     # malformed: no label, choice text alone, a number that is no label, an empty answer
@@ -399,15 +400,11 @@ def summary_of(run_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("dataset, extra", [
-    ("arc_challenge", []),
-    # the smoke run takes the first tasks that fit: keep prompts short so it stays a smoke run on CPU
-    ("arc_agi1", ["dataset.max_prompt_tokens=1024"]),
-])
-def test_evaluate_smoke_on_arc(tmp_path, dataset, extra):
+@pytest.mark.parametrize("dataset", ["arc_challenge", "arc_agi1"])  # smoke: ARC-AGI prompts <= 512 tokens
+def test_evaluate_smoke_on_arc(tmp_path, dataset):
     run_dir = tmp_path / "run"
     result = run_job("evaluate", f"dataset={dataset}", "debug=smoke", "eval.num_samples=8", "eval.ks=[1,8]",
-                     *extra, f"hydra.run.dir={run_dir}")
+                     f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = summary_of(run_dir)
     assert {"pass@1", "pass@8", "maj@8"} <= set(summary) and summary["pass@8"]["n"] == 4

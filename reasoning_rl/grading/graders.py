@@ -28,6 +28,13 @@ _LATEX_WRAPPER = re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox)\s*\{([^{}]*)\
 _LATEX_NOISE = (r"\left", r"\right", r"\!", r"\,", r"\;", r"\ ", r"\$", r"\%", "$", "%", r"^\circ", r"^{\circ}")
 # Parsing with sympy has no timeout here (see _sympy_value), so keep its input to answer-sized strings.
 _MAX_PARSE_CHARS = 200
+# Powers, factorials and binomials can have sympy compute a number with billions of digits (9^{9^{9^9}})
+# inside one C call that no timeout interrupts: only powers with a small literal exponent reach it.
+_POWER = re.compile(r"\^|\*\*")
+_SMALL_POWER = re.compile(r"(?:\^|\*\*)\s*(?:\{\s*-?\d{1,3}\s*\}|-?\d{1,3}(?![\d.]))")
+_HUGE_OPERATION = re.compile(r"!|\\[dt]?binom|\\choose")
+# No answer has more digits than this; Python also refuses to print integers of over 4300 digits.
+_MAX_DIGITS = 100
 # Exact comparison, with room for answers the model rounded to six places ("0.333333" for 1/3).
 _TOLERANCE = Fraction(1, 10**6)
 
@@ -81,18 +88,38 @@ def _clean(text: str) -> str:
     return text
 
 
+def _bounded(value: Fraction) -> Fraction | None:
+    limit = 10**_MAX_DIGITS
+    return value if abs(value.numerator) < limit and value.denominator < limit else None
+
+
+def _number_token(token: str) -> Fraction | None:
+    """The value of one number as written ("1,080", "-2.5"); None for a run of digits no answer has."""
+    if sum(char.isdigit() for char in token) > _MAX_DIGITS:
+        return None
+    return Fraction(Decimal(token.replace(",", "")))
+
+
+def _safe_for_sympy(text: str) -> bool:
+    return not _HUGE_OPERATION.search(text) and len(_POWER.findall(text)) == len(_SMALL_POWER.findall(text))
+
+
 def _sympy_value(text: str) -> Fraction | None:
-    # The signal-based timeouts of math-verify fail outside the main thread (TRL reward workers), hence None.
+    # The signal-based timeouts of math-verify fail outside the main thread (TRL reward workers), hence None,
+    # and _safe_for_sympy keeps out what could run for ever.
     for candidate in (f"${text}$", text):
-        for parsed in parse(candidate[:_MAX_PARSE_CHARS], parsing_timeout=None):
+        candidate = candidate[:_MAX_PARSE_CHARS]
+        if not _safe_for_sympy(candidate):
+            return None
+        for parsed in parse(candidate, parsing_timeout=None):
             if not isinstance(parsed, sympy.Basic):
                 continue
             try:
                 value = parsed.doit()  # math-verify keeps sums unevaluated: 2 + 3
                 if value.is_Rational:
-                    return Fraction(int(value.p), int(value.q))
+                    return _bounded(Fraction(int(value.p), int(value.q)))
                 if value.is_number and value.is_real:
-                    return Fraction(Decimal(str(value.evalf(20))).quantize(Decimal("1e-10")))
+                    return _bounded(Fraction(Decimal(str(value.evalf(20))).quantize(Decimal("1e-10"))))
             except (TypeError, ValueError, ArithmeticError, AttributeError):
                 continue
     return None
@@ -103,17 +130,17 @@ def number_value(text: str) -> Fraction | None:
     text = _clean(extract_answer_span(text, "boxed") or text)
     fraction = _PLAIN_FRACTION.fullmatch(text)
     if fraction:
-        numerator, denominator = int(fraction.group(1)), int(fraction.group(2))
-        return Fraction(numerator, denominator) if denominator else None
+        numerator, denominator = _number_token(fraction.group(1)), _number_token(fraction.group(2))
+        return numerator / denominator if numerator is not None and denominator else None
     numbers = _NUMBER.findall(text)
     if len(numbers) == 1 and "\\" not in text:
-        return Fraction(Decimal(numbers[0].replace(",", "")))
+        return _number_token(numbers[0])
     if not any(char.isdigit() for char in text):
         return None
     # An expression ("\frac{1}{2}", "9 * 2 = 18", "\sqrt{2}"): let math-verify read it, else take the last number.
     value = _sympy_value(text)
     if value is None and numbers:
-        value = Fraction(Decimal(numbers[-1].replace(",", "")))
+        value = _number_token(numbers[-1])
     return value
 
 
@@ -186,7 +213,9 @@ class NumericGrader:
 # ("A plant") is choice text, not a label.
 _LEADING_LABEL = re.compile(r"\(([A-J1-9])\)|([A-J1-9])(?=[.):,\n]|$)")
 _LONE_LOWERCASE_LABEL = re.compile(r"\(?([a-j])\)?\.?")
-_NAMED_LABEL = re.compile(r"(?i:answer|option|choice)\s*(?:(?i:is)\s*)?:?\s*\(?([A-J1-9])\)?(?![\w])")
+_NAMED_LABEL = re.compile(
+    r"(?i:answer|option|choice)\s*(?:(?i:is|would be|should be|must be)\s*)?:?\s*\(?([A-J1-9])\)?(?![\w])"
+)
 _PARENTHESIZED_LABEL = re.compile(r"\(([A-J])\)")
 _BARE_LABEL = re.compile(r"\(?([A-Ja-j1-9])\)?[.):]?")
 _MARKUP = re.compile(r"[*_`$]")
