@@ -18,7 +18,7 @@ from reasoning_rl.cli import run_hydra_job
 from reasoning_rl.data import load_problems
 from reasoning_rl.errors import ConfigError, exit_on_user_error
 from reasoning_rl.evaluation import check_eval_config, evaluate
-from reasoning_rl.generation import build_backend, sampling_params_from_cfg
+from reasoning_rl.generation import budget_forcing_from_cfg, build_backend, sampling_params_from_cfg
 from reasoning_rl.grading import get_grader
 from reasoning_rl.jobs import format_table, job_run
 from reasoning_rl.prompts import apply_chat_template
@@ -31,6 +31,8 @@ def check_checkpoint(cfg: DictConfig) -> None:
     found before any weights load."""
     if not cfg.checkpoint:
         return
+    if cfg.generation.backend == "vllm":
+        raise ConfigError("checkpoint= with generation=vllm is not supported yet; use generation=hf")
     models.find_adapter(cfg.checkpoint)
     run_dir = Path(cfg.checkpoint).expanduser()
     saved = run_dir / ".hydra" / "config.yaml"
@@ -48,8 +50,6 @@ def check_checkpoint(cfg: DictConfig) -> None:
 def build_sampler(cfg: DictConfig, tokenizer):
     """The generation backend; vLLM's availability is checked before any weights load."""
     if cfg.generation.backend == "vllm":
-        if cfg.checkpoint:
-            raise ConfigError("checkpoint= with generation=vllm is not supported yet; use generation=hf")
         return build_backend(cfg.generation, model_path=models.resolve_model_path(cfg.model))
     model = models.load_model(cfg.model)
     if cfg.checkpoint:
@@ -59,6 +59,8 @@ def build_sampler(cfg: DictConfig, tokenizer):
 
 def run(cfg: DictConfig) -> dict:
     check_eval_config(cfg.eval)  # fail on a bad K or checkpoint before loading anything
+    sampling_params_from_cfg(cfg.generation, n=cfg.eval.num_samples, seed=cfg.seed)  # bad sampling settings too
+    budget_forcing_from_cfg(cfg.generation)  # a bad generation.budget_forcing fails before anything loads
     check_checkpoint(cfg)
     with job_run(cfg) as (run_dir, tracker):
         problems, grader_name = load_problems(cfg.dataset, cfg.prompt)
@@ -82,6 +84,9 @@ def run(cfg: DictConfig) -> dict:
     title = f"{model_name} on {cfg.dataset.name}/{cfg.dataset.split} ({len(problems)} problems, N={sampling.n})"
     print(format_table(result.summary, title))
     print(f"sampling: {result.stats['tokens_per_s']:.1f} tokens/s, {result.stats['mean_tokens']:.1f} tokens/answer")
+    if "extensions_mean" in result.stats:
+        print(f"budget forcing: {result.stats['extensions_mean']:.2f} extensions, "
+              f"{result.stats['thinking_tokens_mean']:.1f} thinking tokens per answer")
     print(f"run dir: {run_dir.path}")
     return result.summary
 

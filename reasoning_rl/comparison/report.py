@@ -133,7 +133,8 @@ def write(c: Comparison, out_dir: Path, command: str = "") -> dict[str, Path]:
     plotted = {
         "curves": plot_compare_curves([(r.name, r.rows, r.job == "evaluate") for r in c.runs],
                                       c.curve_metrics, files["compare_curves.png"]) if c.curve_metrics else {},
-        "bars": plot_metric_bars([(r.name, r.summary) for r in c.runs if r.summary],
+        # every run, so each keeps its color from the curves; one without a summary gets no bars
+        "bars": plot_metric_bars([(r.name, r.summary) for r in c.runs],
                                  c.metrics, files["compare_bars.png"]) if c.metrics else {},
     }
     files["plots.json"].write_text(json.dumps(plotted, indent=2) + "\n")
