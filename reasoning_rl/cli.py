@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+
+
+# A write failed for lack of room (EFBIG: a file size limit, e.g. `ulimit -f`).
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 def _output_root(argv: Sequence[str]) -> str:
@@ -30,9 +35,47 @@ def output_dir_problem(argv: Sequence[str]) -> str | None:
     return None
 
 
+def hydra_error_line(exc: BaseException) -> str:
+    """Hydra's multi-line report of a bad override or config group, as one line."""
+    from hydra.errors import OverrideParseException
+
+    text = str(exc).split("Config search path:")[0]  # where Hydra looked; the available options say enough
+    parts: list[str] = [f"cannot parse override {exc.override!r}:"] if isinstance(exc, OverrideParseException) else []
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("See https://"):
+            continue
+        if line.startswith("\t") and parts:  # one of the "Available options in 'prompt':" list
+            parts[-1] += (" " if parts[-1].endswith(":") else ", ") + line.strip()
+        else:
+            parts.append(line.strip())
+    # Hydra's lines are sentences without a full stop at times: keep them apart.
+    line = " ".join(p if p.endswith((".", ":")) or p is parts[-1] else f"{p};" for p in parts)
+    if exc.__cause__ is not None:  # e.g. OmegaConf's "Key 'num_sample' is not in struct"
+        line += f" ({str(exc.__cause__).splitlines()[0]})"
+    return line
+
+
 def run_hydra_job(hydra_main: Callable[[], None]) -> None:
     problem = output_dir_problem(sys.argv[1:])
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
-    hydra_main()
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":  # the user asked for Hydra's own reports
+        hydra_main()
+        return
+    # Without it Hydra prints a config error over several lines and exits 1; have it raise instead, so a
+    # bad override or an unknown group option ends in one `error: …` line like every other bad input.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    from hydra.errors import HydraException
+
+    try:
+        hydra_main()
+    except HydraException as exc:
+        print(f"error: {hydra_error_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        print(f"error: cannot write to {os.path.abspath(_output_root(sys.argv[1:]))} ({exc.strerror}): the disk "
+              "is full or a size limit applies; free space or choose another hydra.run.dir", file=sys.stderr)
+        sys.exit(2)

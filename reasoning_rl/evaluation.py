@@ -16,7 +16,7 @@ from reasoning_rl.data.base import Problem
 from reasoning_rl.errors import ConfigError
 from reasoning_rl.generation.base import GenerationBackend, SamplingParams
 from reasoning_rl.grading import Grader, is_strict_format
-from reasoning_rl.metrics import compute_problem_scores, summarize, validate_ks
+from reasoning_rl.metrics import MODES, compute_problem_scores, summarize, validate_ks
 
 
 @dataclass
@@ -40,6 +40,12 @@ def check_eval_config(eval_cfg: Mapping[str, Any]) -> list[int]:
     n = eval_cfg["num_samples"]
     if not isinstance(n, int) or n < 1:
         raise ConfigError(f"eval.num_samples must be an integer >= 1, got {n!r}")
+    estimator = eval_cfg.get("estimator", "subsets")
+    if estimator not in MODES:
+        raise ConfigError(f"eval.estimator={estimator!r} is not one of {list(MODES)}")
+    limit = eval_cfg.get("limit")  # the train job's eval subset
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise ConfigError(f"eval.limit must be a positive integer or null, got {limit!r}")
     try:
         return validate_ks(list(eval_cfg["ks"]), n)
     except ValueError as exc:

@@ -9,7 +9,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from reasoning_rl.errors import Preempted
+from reasoning_rl.errors import ConfigError, Preempted
 from reasoning_rl.tracking import provenance
 from reasoning_rl.tracking.redact import redact_hydra_dir, redact_override
 from reasoning_rl.tracking.run_dir import RunDir, write_json_atomic
@@ -19,6 +19,9 @@ from reasoning_rl.tracking.tracker import Tracker
 @contextlib.contextmanager
 def job_run(cfg: DictConfig) -> Iterator[tuple[RunDir, Tracker]]:
     """Open the run dir, record provenance, start logging; mark the run failed if the body raises."""
+    seed = cfg.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):  # before the run dir: nothing ran yet
+        raise ConfigError(f"seed must be an integer, got {seed!r}")
     hydra_cfg = HydraConfig.get()
     run_dir = RunDir(hydra_cfg.runtime.output_dir)
     hydra_dir = run_dir.path / (hydra_cfg.output_subdir or ".hydra")

@@ -89,7 +89,13 @@ def _ensure_embedded(key: str) -> Path:
         try:
             log.info("converting embedded model %s to %s (once per machine)", key, final)
             start = time.perf_counter()
-            _convert_gguf(gguf_dir, gguf_file, tmp)
+            try:
+                _convert_gguf(gguf_dir, gguf_file, tmp)
+            except (ValueError, OSError, KeyError) as exc:  # gguf's reader on a truncated or foreign file
+                raise ModelNotFoundError(
+                    f"embedded model {key!r}: cannot read the GGUF {os.path.join(gguf_dir, gguf_file)} "
+                    f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); reinstall its package"
+                ) from exc
             tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
             os.rename(tmp, final)
             log.info("converted %s in %.1fs", key, time.perf_counter() - start)
@@ -121,7 +127,13 @@ def _from_pretrained(loader: Any, cfg: Any, **kwargs: Any) -> Any:
         kwargs["revision"] = _get(cfg, "revision")
     kwargs["trust_remote_code"] = bool(_get(cfg, "trust_remote_code", False))
     if os.path.isdir(path):
-        return loader.from_pretrained(path, **kwargs)  # local files: real errors should surface as they are
+        weights = [f for f in os.listdir(path) if f.endswith((".safetensors", ".bin"))]
+        if not weights:  # the tokenizer loads first, and its errors would not say what is missing
+            raise ModelNotFoundError(f"model dir {path!r} has no weights (*.safetensors or *.bin)")
+        try:
+            return loader.from_pretrained(path, **kwargs)  # local files: other errors surface as they are
+        except OSError as exc:  # a file from_pretrained needs is missing
+            raise ModelNotFoundError(f"cannot load model dir {path!r}: {str(exc).splitlines()[0]}") from exc
     try:
         return loader.from_pretrained(path, **kwargs)
     except (OSError, HFValidationError) as exc:  # transformers re-raises hub/network failures as OSError

@@ -21,6 +21,7 @@ from reasoning_rl.cli import run_hydra_job
 from reasoning_rl.data import check_contamination, load_problems
 from reasoning_rl.errors import ConfigError, Preempted, exit_on_user_error
 from reasoning_rl.evaluation import check_eval_config
+from reasoning_rl.generation import sampling_params_from_cfg
 from reasoning_rl.grading import get_grader
 from reasoning_rl.jobs import format_table, job_run
 from reasoning_rl.launching import requeue
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 def check_config(cfg: DictConfig) -> None:
     """Everything that can be wrong with the config, found before a model loads."""
     check_eval_config(cfg.eval)
+    sampling_params_from_cfg(cfg.generation, n=cfg.eval.num_samples, seed=cfg.seed)
     if cfg.checkpoint.resume not in ("auto", "never"):
         raise ConfigError(f"checkpoint.resume={cfg.checkpoint.resume!r} is not one of ['auto', 'never']")
     if cfg.generation.backend != "hf":

@@ -44,6 +44,9 @@ def trainer_kwargs(config_cls: type, cfg: DictConfig, output_dir: Path, **extra:
         owned = sorted(set(values) & _OWNED - {"seed"})
         if owned:
             raise ConfigError(f"{group}.{owned[0]} is set by the train job (see checkpoint.*, logger.*)")
+    lr = hparams.get("learning_rate", 0.0)
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr < 0:  # torch refuses it only at step 1
+        raise ConfigError(f"hparams.learning_rate must be a number >= 0, got {lr!r}")
     on_gpu = torch.cuda.is_available()
     kwargs = {
         **hparams,

@@ -9,12 +9,16 @@ from reasoning_rl.data import ai2_arc, arc_agi, gsm8k  # noqa: F401  (register t
 from reasoning_rl.data.base import Problem
 from reasoning_rl.data.contamination import check_contamination
 from reasoning_rl.data.registry import DatasetSpec, get_dataset, register_dataset
+from reasoning_rl.errors import DataError
 
 
 def load_problems(dataset_cfg: Mapping[str, Any], prompt_cfg: Mapping[str, Any]) -> tuple[list[Problem], str]:
     """The configured problems and the name of the grader that scores them."""
     spec = get_dataset(dataset_cfg["name"])
-    return spec.load(dataset_cfg, prompt_cfg), dataset_cfg.get("grader") or spec.grader
+    problems = spec.load(dataset_cfg, prompt_cfg)
+    if not problems:  # an empty file or split: every metric would be a mean over nothing
+        raise DataError(f"dataset {dataset_cfg['name']!r} (split {dataset_cfg.get('split')!r}) has no problems")
+    return problems, dataset_cfg.get("grader") or spec.grader
 
 
 __all__ = ["DatasetSpec", "Problem", "check_contamination", "get_dataset", "load_problems", "register_dataset"]

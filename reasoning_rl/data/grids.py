@@ -17,6 +17,8 @@ Grid = list[list[int]]
 _ROW_LINE = re.compile(r"[\d\s,;|]+")  # a line that holds only cells and separators
 _CELL_SEPARATORS = re.compile(r"[\s,;|]+")
 _JSON_OPEN = re.compile(r"\[\s*\[")
+# A list of lists that is not itself inside a list: "[[0, 1], [1, 0]]" (what json.loads then reads).
+_JSON_GRID = re.compile(r"(?<!\[)\[\s*\[[^\[\]]*\](?:\s*,\s*\[[^\[\]]*\])*\s*\]")
 _CODE_FENCE = re.compile(r"```[a-zA-Z]*")
 
 
@@ -61,18 +63,15 @@ def _row(line: str):
 
 def _json_grid(text: str) -> Grid | None:
     grid = None
-    for opening in _JSON_OPEN.finditer(text):  # the last grid written wins, as with answer blocks
-        depth = 0
-        for i in range(opening.start(), len(text)):
-            depth += {"[": 1, "]": -1}.get(text[i], 0)
-            if depth == 0:
-                try:
-                    candidate = json.loads(text[opening.start() : i + 1])
-                except json.JSONDecodeError:
-                    break
-                if grid_problem(candidate) is None:
-                    grid = candidate
-                break
+    # A regex for exactly two levels, not a bracket scan per "[[": a completion of 100 000 "[" then costs
+    # linear time, and json.loads never sees the nesting that overflows its recursion.
+    for match in _JSON_GRID.finditer(text):  # the last grid written wins, as with answer blocks
+        try:
+            candidate = json.loads(match.group())
+        except json.JSONDecodeError:
+            continue
+        if grid_problem(candidate) is None:
+            grid = candidate
     return grid
 
 

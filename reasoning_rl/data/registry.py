@@ -76,7 +76,15 @@ def read_bundled_bytes(name: str, filename: str) -> bytes:
 
 
 def read_bundled_jsonl(name: str, filename: str) -> list[dict]:
-    return [json.loads(line) for line in read_bundled_bytes(name, filename).decode().splitlines() if line]
+    rows = []
+    for number, line in enumerate(read_bundled_bytes(name, filename).decode().splitlines(), start=1):
+        if not line:
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{bundled_dir(name) / filename} line {number} is not valid JSON ({exc.msg})") from None
+    return rows
 
 
 def load_hub_rows(hub_id: str, hub_config: str | None, split: str) -> list[dict]:

@@ -49,13 +49,25 @@ def sampling_params_from_cfg(gen_cfg: Any, *, n: int, seed: int) -> SamplingPara
         value = gen_cfg.get(key)
         return getattr(defaults, key) if value is None else value
 
-    return SamplingParams(
-        n=n,
-        max_new_tokens=int(get("max_new_tokens")),
-        temperature=float(get("temperature")),
-        top_p=float(get("top_p")),
-        top_k=int(get("top_k")),
-        seed=seed,
-        batch_size=int(get("batch_size")),
-        stop_strings=[str(s) for s in get("stop_strings")],
-    )
+    try:
+        params = SamplingParams(
+            n=n,
+            max_new_tokens=int(get("max_new_tokens")),
+            temperature=float(get("temperature")),
+            top_p=float(get("top_p")),
+            top_k=int(get("top_k")),
+            seed=seed,
+            batch_size=int(get("batch_size")),
+            stop_strings=[str(s) for s in get("stop_strings")],
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"generation settings: {exc}") from None
+    # Checked here, before any weights load: generate() would refuse these only mid-run.
+    for key, ok, rule in (("max_new_tokens", params.max_new_tokens >= 1, ">= 1"),
+                          ("temperature", params.temperature >= 0, ">= 0 (0 = greedy)"),
+                          ("top_p", 0 < params.top_p <= 1, "in (0, 1]"),
+                          ("top_k", params.top_k >= 0, ">= 0 (0 = off)"),
+                          ("batch_size", params.batch_size >= 1, ">= 1")):
+        if not ok:
+            raise ConfigError(f"generation.{key} must be {rule}, got {getattr(params, key)}")
+    return params

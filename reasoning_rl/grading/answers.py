@@ -53,26 +53,33 @@ def completion_text(completion) -> str:
 
 
 def _boxed_spans(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, content) of every balanced `\\boxed{...}`; regexes cannot match nested braces."""
-    spans = []
-    for match in _BOXED_OPEN.finditer(text):
-        depth = 1
-        for i in range(match.end(), len(text)):
-            if text[i] == "{":
-                depth += 1
-            elif text[i] == "}":
-                depth -= 1
-                if depth == 0:
-                    spans.append((match.start(), i + 1, text[match.end() : i]))
-                    break
-    return spans
+    """(start, end, content) of every balanced `\\boxed{...}`; regexes cannot match nested braces.
+
+    One pass with a stack of open braces, so thousands of unclosed `\\boxed{` cost linear time."""
+    boxed_at = {match.end() - 1: match.start() for match in _BOXED_OPEN.finditer(text)}  # its "{" -> start
+    spans, open_braces = [], []
+    for i, char in enumerate(text):
+        if char == "{":
+            open_braces.append(i)
+        elif char == "}" and open_braces:
+            brace = open_braces.pop()
+            if brace in boxed_at:
+                spans.append((boxed_at[brace], i + 1, text[brace + 1 : i]))
+    return sorted(spans)
+
+
+def _after_last(text: str, tag: str) -> int:
+    """Where the last `tag` ends (0 if there is none): a block search need not look further."""
+    at = text.rfind(tag)
+    return at + len(tag) if at >= 0 else 0
 
 
 def extract_answer_span(text: str, answer_format: str) -> str | None:
     """Content of the last answer block; the last one wins because models often restate or correct themselves."""
     check_answer_format(answer_format)
     if answer_format == "answer_tag":
-        blocks = _ANSWER_BLOCK.findall(text)
+        # No block ends after the last closing tag; stopping there keeps unclosed tags from costing n^2.
+        blocks = _ANSWER_BLOCK.findall(text, 0, _after_last(text, "</answer>"))
         return blocks[-1] if blocks else None
     spans = _boxed_spans(text)
     return spans[-1][2] if spans else None
@@ -100,7 +107,7 @@ def is_strict_format(text: str, answer_format: str) -> bool:
 
 def is_soft_format(text: str, answer_format: str) -> bool:
     check_answer_format(answer_format)
-    think = _THINK_BLOCK.search(text)
+    think = _THINK_BLOCK.search(text, 0, _after_last(text, "</think>"))
     if think is None:
         return False
     span = extract_answer_span(text[think.end() :], answer_format)
