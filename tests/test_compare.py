@@ -46,6 +46,8 @@ def make_run(path, *, job="evaluate", status="completed", recs=None, config=None
     cfg = {"model": {"name_or_path": "toy"}, "dataset": {"name": "gsm8k", "split": "test", "limit": 8},
            "eval": {"num_samples": N, "ks": [1, N], "estimator": "subsets"},
            "logger": {"name": "none", "mode": "offline"}, "job_name": job, "seed": 0}
+    if job == "train":  # trains on the train split, evaluates on eval.split
+        cfg["dataset"]["split"], cfg["eval"]["split"] = "train", "test"
     for key, value in (config or {}).items():
         node = cfg
         *parents, leaf = key.split(".")
@@ -183,7 +185,7 @@ def test_compare_writes_table_csv_and_plots(three_runs, capsys):
     assert rows[1]["algorithm.name"] == "sft" and rows[0]["algorithm.name"] == ""
 
     md = (out / "compare.md").read_text()
-    assert "| grpo | train | failed |" in md and "![eval curves](compare_curves.png)" in md
+    assert "| grpo | train | failed | - |" in md and "| base | evaluate | completed | gsm8k/test n=16 |" in md and "![eval curves](compare_curves.png)" in md
     with open(out / "compare_paired.csv") as f:
         paired = {r["metric"]: r for r in csv.DictReader(f)}
     assert set(paired) == {"pass@1", f"pass@{N}", f"maj@{N}", f"majority_correct@{N}", "format@1"}
@@ -265,8 +267,9 @@ def test_sweep_dir_members_that_never_started_are_shown(tmp_path):
     assert runs[0].path == sweep / "0" and runs[0].sweep_group == "train-x"
     assert runs[2].error == "SLURM state OUT_OF_MEMORY"
     header, rows = table.run_rows(runs, table.differing_keys([r.config for r in runs]), ["pass@1"])
-    assert header == ["run", "job", "status", "seed", "pass@1"]
-    assert rows[1] == ["1", "?", "pending", "-", "-"] and rows[2][:4] == ["2", "train", "failed", "2"]
+    assert header == ["run", "job", "status", "eval set", "seed", "pass@1"]
+    assert rows[0][3] == "gsm8k/test n=2"
+    assert rows[1] == ["1", "?", "pending", "-", "-", "-"] and rows[2][:5] == ["2", "train", "failed", "-", "2"]
     (sweep / "sweep.json").write_text("{not json")
     with pytest.raises(UserError, match="sweep.json is unreadable"):
         load_runs([sweep])

@@ -65,10 +65,19 @@ def interval(stat: Mapping[str, float] | None) -> str:
     return f"{stat['mean']:.3f} [{stat['ci_low']:.3f}, {stat['ci_high']:.3f}]"
 
 
+def eval_set(run: Run) -> str:
+    """The problems the metrics are on: a train run evaluates on eval.split, not its training split."""
+    n = next((s["n"] for s in run.summary.values() if "n" in s), None)
+    if n is None:
+        return MISSING
+    split_key = "eval.split" if run.job == "train" else "dataset.split"
+    return f"{run.config.get('dataset.name', '?')}/{run.config.get(split_key, '?')} n={n}"
+
+
 def run_rows(runs: Sequence[Run], keys: Sequence[str], metrics: Sequence[str]) -> tuple[list[str], list[list[str]]]:
-    header = ["run", "job", "status", *keys, *metrics]
+    header = ["run", "job", "status", "eval set", *keys, *metrics]
     rows = [
-        [run.name, run.job, run.status,
+        [run.name, run.job, run.status, eval_set(run),
          *(_short(format_value(run.config[k])) if k in run.config else MISSING for k in keys),
          *(interval(run.summary.get(m)) for m in metrics)]
         for run in runs
@@ -104,13 +113,13 @@ def write_runs_csv(path: Path, runs: Sequence[Run], keys: Sequence[str], metrics
     stat_columns = [f"{m}{suffix}" for m in metrics for suffix in ("", "_ci_low", "_ci_high", "_n")]
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["run", "path", "job", "status", *keys, *stat_columns, "error"])
+        writer.writerow(["run", "path", "job", "status", "eval_set", *keys, *stat_columns, "error"])
         for run in runs:
             stats = []
             for m in metrics:
                 s = run.summary.get(m)
                 stats += [s["mean"], s["ci_low"], s["ci_high"], s["n"]] if s else ["", "", "", ""]
-            writer.writerow([run.name, str(run.path), run.job, run.status,
+            writer.writerow([run.name, str(run.path), run.job, run.status, eval_set(run),
                              *(format_value(run.config[k]) if k in run.config else "" for k in keys),
                              *stats, (run.error or "").splitlines()[0] if run.error else ""])
     return path
