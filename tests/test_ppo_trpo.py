@@ -290,6 +290,13 @@ def test_response_logprobs_match_each_sequence_run_alone():
     assert hidden.shape == (2, 3, 16)
 
 
+def test_inserted_tokens_are_state_but_not_actions():
+    batch = make_batch([[1, 2]], [[3, 4, 5, 6, 7]], pad_id=0, device="cpu", injected=[[(1, 3)]])
+    assert batch.response_mask.tolist() == [[1, 1, 1, 1, 1]]
+    assert batch.action_mask.tolist() == [[1, 0, 0, 1, 1]]
+    assert batch.response_ids.tolist() == [[3, 4, 5, 6, 7]]
+
+
 def test_head_critic_starts_at_zero_and_reads_the_policy_hidden_states():
     model, batch = tiny_lm(), tiny_batch()
     critic = Critic("head", model)
@@ -318,6 +325,7 @@ def test_default_configs_pass_their_checks(algorithm):
 
     get_algorithm(algorithm).check_config(compose(f"algorithm={algorithm}"))
     get_algorithm(algorithm).check_config(compose(f"algorithm={algorithm}", "debug=smoke"))
+    get_algorithm(algorithm).check_config(compose(f"algorithm={algorithm}", "hparams=gpu"))
 
 
 @pytest.mark.parametrize(
@@ -330,8 +338,9 @@ def test_default_configs_pass_their_checks(algorithm):
         (["algorithm=ppo", "algorithm.critic=nope"], "algorithm.critic='nope'"),
         (["algorithm=ppo", "algorithm.critic_learning_rate=0"], "no trainable parameters"),
         (["algorithm=trpo", "algorithm.value_epochs=0"], "never train"),
-        (["algorithm=ppo", "hparams.per_device_train_batch_size=2", "algorithm.minibatch_size=9"],
+        (["algorithm=ppo", "hparams.per_device_train_batch_size=8", "algorithm.minibatch_size=9"],
          "larger than the rollout batch"),
+        (["algorithm=trpo", "hparams.per_device_train_batch_size=6"], "multiple of algorithm.num_generations"),
         (["algorithm=ppo", "algorithm.rewards=[correctness,nope]", "algorithm.reward_weights=[1,1]"], "nope"),
         (["algorithm=trpo", "algorithm.reward_weights=[1.0]"], "reward_weights"),
         (["algorithm=ppo", "+algorithm.no_such_option=1"], "no_such_option"),

@@ -23,8 +23,10 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import random
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,9 +67,9 @@ class RolloutConfig:
     whiten_advantages: bool = True
     critic: str = "head"  # head: linear head on the policy's last hidden states | separate: own model copy + head
     critic_learning_rate: float = 1.0e-4
-    minibatch_size: int = 8  # sequences per forward/backward pass
-    # From hparams (shared with the TRL algorithms) and generation:
-    prompts_per_step: int = 8  # hparams.per_device_train_batch_size
+    minibatch_size: int | None = None  # sequences per forward/backward pass; None: the whole rollout batch
+    # From hparams (shared with the TRL algorithms, with GRPO's meaning) and generation:
+    rollout_size: int = 8  # sequences per step: per_device_train_batch_size x gradient_accumulation_steps
     learning_rate: float = 1.0e-5
     max_steps: int = -1
     num_train_epochs: float = 1.0
@@ -82,23 +84,26 @@ class RolloutConfig:
     def from_cfg(cls, cfg: DictConfig):
         algo = OmegaConf.to_container(cfg.algorithm, resolve=True)
         hparams = OmegaConf.to_container(cfg.hparams, resolve=True)
-        own = {f.name for f in dataclasses.fields(cls)} - set(_FROM_HPARAMS) - {"temperature", "seed"}
+        own = {f.name for f in dataclasses.fields(cls)} - set(_FROM_HPARAMS) - {"rollout_size", "temperature", "seed"}
         unknown = sorted(set(algo) - own - {"name"})
         if unknown:
             raise ConfigError(f"algorithm.{unknown[0]} is not an option of {cls.__name__} ({cfg.algorithm.name})")
-        if hparams.get("gradient_accumulation_steps", 1) != 1:
-            raise ConfigError(f"{cfg.algorithm.name}: hparams.gradient_accumulation_steps must be 1; "
-                              "algorithm.minibatch_size sets the sequences per forward pass")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError(f"algorithm={cfg.algorithm.name} runs in one process; launch it without torchrun/accelerate")
         values = {k: v for k, v in algo.items() if k != "name"}
         values.update({ours: hparams[theirs] for ours, theirs in _FROM_HPARAMS.items() if theirs in hparams})
+        # Completions per step as GRPO counts them, so one hparams group gives every algorithm the same budget.
+        values["rollout_size"] = hparams.get("per_device_train_batch_size", 8) * hparams.get("gradient_accumulation_steps", 1)
         values.update(temperature=float(cfg.generation.temperature), seed=int(cfg.seed))
         config = cls(**values)
+        if config.minibatch_size is None:
+            config.minibatch_size = config.rollout_size
         config.validate()
         return config
 
     @property
-    def rollout_size(self) -> int:
-        return self.prompts_per_step * self.num_generations
+    def prompts_per_step(self) -> int:
+        return self.rollout_size // self.num_generations
 
     def validate(self) -> None:
         """One clear ConfigError per bad value, before any model loads."""
@@ -117,15 +122,19 @@ class RolloutConfig:
         if not self.critic_learning_rate > 0:
             raise ConfigError(f"algorithm.critic_learning_rate={self.critic_learning_rate}: the critic would have "
                               "no trainable parameters that move; it must be > 0")
-        for name in ("num_generations", "minibatch_size", "prompts_per_step"):
+        for name in ("num_generations", "minibatch_size"):
             if getattr(self, name) < 1:
-                key = "hparams.per_device_train_batch_size" if name == "prompts_per_step" else f"algorithm.{name}"
-                raise ConfigError(f"{key} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"algorithm.{name} must be >= 1, got {getattr(self, name)}")
+        if self.rollout_size < 1 or self.rollout_size % self.num_generations:
+            raise ConfigError(
+                f"hparams.per_device_train_batch_size x gradient_accumulation_steps = {self.rollout_size} "
+                f"sequences per step must be a positive multiple of algorithm.num_generations = {self.num_generations}"
+            )
         if self.minibatch_size > self.rollout_size:
             raise ConfigError(
-                f"algorithm.minibatch_size={self.minibatch_size} is larger than the rollout batch "
-                f"(hparams.per_device_train_batch_size={self.prompts_per_step} prompts x "
-                f"algorithm.num_generations={self.num_generations} = {self.rollout_size} sequences)"
+                f"algorithm.minibatch_size={self.minibatch_size} is larger than the rollout batch: "
+                f"hparams.per_device_train_batch_size x gradient_accumulation_steps = {self.rollout_size} sequences "
+                f"({self.prompts_per_step} prompts x num_generations={self.num_generations})"
             )
         if not self.temperature > 0:
             raise ConfigError("generation.temperature must be > 0 for policy-gradient training (greedy has no log-probs to ratio)")
@@ -139,7 +148,6 @@ class RolloutConfig:
 
 # our field -> hparams key
 _FROM_HPARAMS = {
-    "prompts_per_step": "per_device_train_batch_size",
     "learning_rate": "learning_rate",
     "max_steps": "max_steps",
     "num_train_epochs": "num_train_epochs",
@@ -213,6 +221,7 @@ class Batch:
     input_ids: torch.Tensor  # (B, P + R)
     attention_mask: torch.Tensor  # (B, P + R)
     response_mask: torch.Tensor  # (B, R) float: 1 on real response tokens
+    action_mask: torch.Tensor  # (B, R) float: 1 on tokens the policy sampled (not inserted by budget forcing)
     prompt_length: int  # P
     # Filled by the rollout:
     old_logprobs: torch.Tensor | None = None
@@ -245,19 +254,27 @@ class Batch:
             yield self.select(slice(lo, lo + size))
 
 
-def make_batch(prompt_ids: list[list[int]], response_ids: list[list[int]], pad_id: int, device) -> Batch:
+def make_batch(prompt_ids: list[list[int]], response_ids: list[list[int]], pad_id: int, device,
+               injected: list[list[tuple[int, int]]] | None = None) -> Batch:
+    """`injected`: per response, [start, end) spans of tokens that were inserted, not sampled (budget
+    forcing's wait text): part of the state, but not actions, so no policy loss or KL penalty on them."""
     prompt_length = max(map(len, prompt_ids))
     response_length = max(map(len, response_ids))
-    ids, attention, response_mask = [], [], []
-    for p, r in zip(prompt_ids, response_ids, strict=True):
+    ids, attention, response_mask, action_mask = [], [], [], []
+    for i, (p, r) in enumerate(zip(prompt_ids, response_ids, strict=True)):
         left, right = prompt_length - len(p), response_length - len(r)
         ids.append([pad_id] * left + p + r + [pad_id] * right)
         attention.append([0] * left + [1] * (len(p) + len(r)) + [0] * right)
         response_mask.append([1.0] * len(r) + [0.0] * right)
+        actions = list(response_mask[-1])
+        for start, end in (injected[i] if injected else []):
+            actions[start:end] = [0.0] * len(actions[start:end])
+        action_mask.append(actions)
     return Batch(
         input_ids=torch.tensor(ids, device=device),
         attention_mask=torch.tensor(attention, device=device),
         response_mask=torch.tensor(response_mask, device=device),
+        action_mask=torch.tensor(action_mask, device=device),
         prompt_length=prompt_length,
     )
 
@@ -391,7 +408,7 @@ class PolicyGradientTrainer:
             picked.append(problems[order[position]])
         return picked
 
-    def response_token_ids(self, completion, max_new_tokens: int) -> list[int]:
+    def response_token_ids(self, completion) -> list[int]:
         """The sampled tokens: the backend's own ids when it reports them, else the text re-tokenized
         (plus the end-of-turn token when the model stopped by itself)."""
         ids = getattr(completion, "token_ids", None)
@@ -399,7 +416,7 @@ class PolicyGradientTrainer:
             ids = self.tokenizer(completion.text, add_special_tokens=False)["input_ids"]
             if completion.finish_reason == "stop":
                 ids = ids + [self.tokenizer.eos_token_id]
-        return list(ids[:max_new_tokens]) or [self.tokenizer.eos_token_id]
+        return list(ids) or [self.tokenizer.eos_token_id]
 
     @torch.no_grad()
     def rollout(self, step: int) -> tuple[Batch, dict[str, float]]:
@@ -418,10 +435,12 @@ class PolicyGradientTrainer:
         scores = sum(w * r for w, r in zip(config.reward_weights, per_reward.values()))
 
         prompt_ids = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+        flat_completions = [c for group in completions for c in group]
         batch = make_batch(
             [prompt_ids[i // config.num_generations] for i in range(len(texts))],
-            [self.response_token_ids(c, sampling.max_new_tokens) for group in completions for c in group],
+            [self.response_token_ids(c) for c in flat_completions],
             self.tokenizer.pad_token_id, self.device,
+            injected=[getattr(c, "injected", None) or [] for c in flat_completions],
         )
 
         # 3. Log-probs under the rollout policy and the reference; 4. values.
@@ -436,17 +455,17 @@ class PolicyGradientTrainer:
                 ref.append(self.reference_logprobs(chunk) * chunk.response_mask)
         batch.old_logprobs, batch.values = torch.cat(old), torch.cat(values)
         batch.hidden = torch.cat(hidden) if want_hidden else None
-        mask = batch.response_mask
+        mask, actions = batch.response_mask, batch.action_mask
 
-        # Token rewards: −β·KL estimate on every token, the score on the last one.
-        kl = batch.old_logprobs - torch.cat(ref) if ref else torch.zeros_like(mask)
+        # Token rewards: −β·KL estimate on every sampled token, the score on the last token.
+        kl = (batch.old_logprobs - torch.cat(ref)) * actions if ref else torch.zeros_like(mask)
         rewards = -config.kl_coef * kl
         last = mask.sum(1).long() - 1
         rewards[torch.arange(len(batch)), last] += scores.to(self.device)
         batch.rewards = rewards * mask
 
         advantages, batch.returns = generalized_advantages(batch.rewards, batch.values, mask, config.gamma, config.lam)
-        batch.advantages = whiten(advantages, mask) if config.whiten_advantages else advantages
+        batch.advantages = (whiten(advantages, actions) if config.whiten_advantages else advantages) * actions
 
         lengths = mask.sum(1)
         metrics = {
@@ -455,7 +474,7 @@ class PolicyGradientTrainer:
             **{f"rewards/{name}/mean": float(r.mean()) for name, r in per_reward.items()},
             "completions/mean_length": float(lengths.mean()),
             "completions/clipped_ratio": sum(c.finish_reason == "length" for g in completions for c in g) / len(texts),
-            "kl": float(masked_mean(kl, mask)),  # to the reference, per token
+            "kl": float(masked_mean(kl, actions)),  # to the reference, per sampled token
             "value_mean": float(masked_mean(batch.values, mask)),
             "explained_variance": explained_variance(batch.values, batch.returns, mask),
         }
@@ -472,20 +491,20 @@ class PolicyGradientTrainer:
     # ---- the loop
 
     def train(self) -> None:
-        ctx, config = self.ctx, self.config
+        ctx = self.ctx
         if ctx.checkpoint_callback is None:
             ctx.checkpoint_callback = CheckpointCallback()  # installs the SIGTERM/SIGUSR2 handler
-        start = self.load_checkpoint(ctx.resume_from) if ctx.resume_from else 0
+        step = saved = self.load_checkpoint(ctx.resume_from) if ctx.resume_from else 0
         every_eval, every_save = ctx.cfg.eval.every_steps, ctx.cfg.checkpoint.every_steps
-        if start == 0:
+        if step == 0:
             ctx.run_eval(self.policy, 0)
-        step = start
-        for step in range(start + 1, self.total_steps + 1):
-            if ctx.preempted:  # signalled before this step began: the last step is saved below
-                step -= 1
-                break
+        while step < self.total_steps and not ctx.preempted:  # a signal ends the loop after the current step
+            step += 1
+            started = time.perf_counter()
             batch, metrics = self.rollout(step)
+            rolled_out = time.perf_counter()
             metrics.update(self.update(batch, step))
+            metrics.update({"time/rollout_s": rolled_out - started, "time/update_s": time.perf_counter() - rolled_out})
             metrics["learning_rate"] = self.scheduler.get_last_lr()[0]
             self.scheduler.step()
             self.state["global_step"] = step
@@ -493,13 +512,11 @@ class PolicyGradientTrainer:
             log.info("%s step %d/%d: reward %.3f, %s", self.algorithm, step, self.total_steps, metrics["reward"],
                      ", ".join(f"{k}={metrics[k]:.4g}" for k in self.headline if k in metrics))
             if step % every_save == 0 or ctx.preempted:
-                self.save_checkpoint(step)
-            if ctx.preempted:
-                return
-            if every_eval and step % every_eval == 0:
+                saved = self.save_checkpoint(step)
+            if every_eval and step % every_eval == 0 and not ctx.preempted:  # a preempted job has seconds, not minutes
                 ctx.run_eval(self.policy, step)
         if ctx.preempted:
-            if step > start:
+            if saved != step:  # the signal came during the eval that followed an unsaved step
                 self.save_checkpoint(step)
             return
         if self.total_steps not in ctx.eval_results:
@@ -509,10 +526,10 @@ class PolicyGradientTrainer:
 
     # ---- checkpoints: adapter, critic, optimizer, scheduler, RNG, step; COMPLETE written last
 
-    def save_checkpoint(self, step: int) -> Path:
+    def save_checkpoint(self, step: int) -> int:
         folder = self.ctx.checkpoint_dir / f"checkpoint-{step}"
         if not self.ctx.run_dir.main:
-            return folder
+            return step
         if folder.exists():  # an incomplete leftover of a crash
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
@@ -526,7 +543,7 @@ class PolicyGradientTrainer:
         (folder / COMPLETE_MARKER).write_text("")
         self._drop_old_checkpoints()
         log.info("saved %s", folder)
-        return folder
+        return step
 
     def _drop_old_checkpoints(self) -> None:
         keep = self.ctx.cfg.checkpoint.keep

@@ -7,7 +7,8 @@ shuffled minibatches of it, each minimising
     policy:  mean_t max(−A_t·ρ_t, −A_t·clip(ρ_t, 1−ε, 1+ε)),   ρ_t = π_θ(a_t|s_t) / π_old(a_t|s_t)
     value:   mean_t ½ max((V_t − R_t)², (V_old,t + clip(V_t − V_old,t, ±vf_clip) − R_t)²)
 
-over the real response tokens of the minibatch, with gradient-norm clipping. Our own trainer: TRL 1.x
+over the sampled response tokens of the minibatch (the value loss: all response tokens), with
+gradient-norm clipping. Our own trainer: TRL 1.x
 no longer ships one.
 """
 
@@ -97,7 +98,7 @@ class PPOTrainer(PolicyGradientTrainer):
                 logits, hidden = response_forward(self.policy, mb, config.temperature, hidden=self.critic.kind == "head")
                 logprobs = token_logprobs(logits, mb.response_ids)
                 policy_loss, clip_fraction = clipped_policy_loss(
-                    logprobs, mb.old_logprobs, mb.advantages, mb.response_mask, config.clip_range)
+                    logprobs, mb.old_logprobs, mb.advantages, mb.action_mask, config.clip_range)
                 values = self.critic.values(mb, hidden)
                 value_loss, value_clip_fraction = clipped_value_loss(
                     values, mb.values, mb.returns, mb.response_mask, config.vf_clip)
@@ -117,8 +118,8 @@ class PPOTrainer(PolicyGradientTrainer):
                         "clip_fraction": clip_fraction,
                         "value_clip_fraction": value_clip_fraction,
                         # KL(π_old ‖ π_θ) per token, the low-variance k3 estimator (Schulman 2020).
-                        "approx_kl": masked_mean(torch.exp(log_ratio) - 1 - log_ratio, mb.response_mask),
-                        "entropy": masked_mean(entropy(logits.detach()), mb.response_mask),
+                        "approx_kl": masked_mean(torch.exp(log_ratio) - 1 - log_ratio, mb.action_mask),
+                        "entropy": masked_mean(entropy(logits.detach()), mb.action_mask),
                         "grad_norm": grad_norm,
                     }
                 for k, v in stats.items():

@@ -4,7 +4,7 @@ Each step, on one rollout batch (see policy_gradient):
 
 1. Critic: `value_epochs` passes of minibatch MSE to the GAE returns, with its own Adam optimizer
    (before the policy moves, so a head critic reads the hidden states the rollout recorded).
-2. g = ∇_θ L(θ_old), the surrogate L(θ) = mean_t ρ_t(θ) A_t over the response tokens, θ = the
+2. g = ∇_θ L(θ_old), the surrogate L(θ) = mean_t ρ_t(θ) A_t over the sampled tokens, θ = the
    trainable (LoRA) parameters.
 3. x ≈ F⁻¹ g by `cg_iters` of conjugate gradient, F the Hessian of the mean token KL(π_old ‖ π_θ)
    (+ damping), reached only through Hessian-vector products on a `fisher_fraction` of the sequences.
@@ -16,6 +16,7 @@ hparams.learning_rate is not used: the policy's step size is max_kl. Cost: see d
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -88,17 +89,21 @@ class TRPOTrainer(PolicyGradientTrainer):
 
         # 3. Natural-gradient direction by CG on Fisher-vector products. Double backward through
         # attention needs the plain-math kernel (the fused ones have no second derivative).
+        started = time.perf_counter()
         with sdpa_kernel(SDPBackend.MATH):
             fisher = FisherVectorProduct(lambda: self.fisher_kl(batch, step), params, config.damping)
             direction, residual = conjugate_gradient(fisher, grad, config.cg_iters)
             full_step = max_step(direction, fisher(direction), config.max_kl)
         del fisher  # frees the graph
+        searched = time.perf_counter()
 
         # 4. Backtracking line search on the measured surrogate and KL.
         result = backtracking_line_search(
             lambda: self.surrogate_and_kl(batch, old_logp), params, full_step, surrogate_before,
             config.max_kl, config.backtrack_ratio, config.max_backtracks,
         )
+        metrics["time/natural_gradient_s"] = searched - started
+        metrics["time/line_search_s"] = time.perf_counter() - searched
         self.state["accepted_steps"] = self.state.get("accepted_steps", 0) + int(result.accepted)
         surrogate_after = surrogate_before + result.surrogate_improvement
         metrics.update({
@@ -130,25 +135,25 @@ class TRPOTrainer(PolicyGradientTrainer):
                 loss.backward()
                 clip_grad_norm(critic_params, self.config.max_grad_norm)
                 self.optimizer.step()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
         return {"value_loss": sum(losses) / len(losses)}
 
     def surrogate_gradient(self, batch: Batch):
         """(∇L at θ_old flat, L(θ_old), per-chunk old log-distributions, mean entropy)."""
-        tokens = batch.response_mask.sum()
+        tokens = batch.action_mask.sum()
         grad = None
         surrogate, entropy_sum, old_logp = 0.0, 0.0, []
         for chunk in batch.chunks(self.config.minibatch_size):
             logits, _ = response_forward(self.policy, chunk, self.config.temperature)
             logprobs = token_logprobs(logits, chunk.response_ids)
             ratio = torch.exp(logprobs - chunk.old_logprobs)
-            part = (ratio * chunk.advantages * chunk.response_mask).sum() / tokens  # this chunk's share of L
+            part = (ratio * chunk.advantages * chunk.action_mask).sum() / tokens  # this chunk's share of L
             g = flat_grad(part, self.policy_params)
             grad = g if grad is None else grad + g
             surrogate += float(part)
             with torch.no_grad():
                 old_logp.append(logits.log_softmax(-1).detach())
-                entropy_sum += float((entropy(logits) * chunk.response_mask).sum())
+                entropy_sum += float((entropy(logits.detach()) * chunk.action_mask).sum())
         return grad, surrogate, old_logp, entropy_sum / float(tokens)
 
     def fisher_kl(self, batch: Batch, step: int) -> torch.Tensor:
@@ -160,19 +165,19 @@ class TRPOTrainer(PolicyGradientTrainer):
         logp = logits.log_softmax(-1)
         old = logp.detach()
         kl = (old.exp() * (old - logp)).sum(-1)
-        return masked_mean(kl, sub.response_mask)
+        return masked_mean(kl, sub.action_mask)
 
     @torch.no_grad()
     def surrogate_and_kl(self, batch: Batch, old_logp: list[torch.Tensor]) -> tuple[float, float]:
         """L(θ) and the mean token KL(π_old ‖ π_θ) over the whole rollout, at the current parameters."""
-        tokens = float(batch.response_mask.sum())
+        tokens = float(batch.action_mask.sum())
         surrogate, kl = 0.0, 0.0
         for chunk, old in zip(batch.chunks(self.config.minibatch_size), old_logp, strict=True):
             logits, _ = response_forward(self.policy, chunk, self.config.temperature)
             logp = logits.log_softmax(-1)
             ratio = torch.exp(torch.gather(logp, -1, chunk.response_ids.unsqueeze(-1)).squeeze(-1) - chunk.old_logprobs)
-            surrogate += float((ratio * chunk.advantages * chunk.response_mask).sum()) / tokens
-            kl += float(((old.exp() * (old - logp)).sum(-1) * chunk.response_mask).sum()) / tokens
+            surrogate += float((ratio * chunk.advantages * chunk.action_mask).sum()) / tokens
+            kl += float(((old.exp() * (old - logp)).sum(-1) * chunk.action_mask).sum()) / tokens
         return surrogate, kl
 
 
