@@ -1,0 +1,83 @@
+"""GRPO step overhead: `python -m reasoning_rl.train algorithm=grpo` vs a bare TRL GRPOTrainer script
+(bench/grpo_bare.py) with the same model, data, rewards, LoRA and sizes. Per-step wall time from each
+trainer's own log events (model loading and the evaluations before and after training excluded).
+
+    python -m bench.grpo_overhead [--small]
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+from bench.common import goal_text, parser, python_module, require_ok, run_watched, table, write_result
+
+GOAL = 1.05  # ours / bare, seconds per step
+
+
+def step_seconds(times: list[tuple[int, float]]) -> list[float]:
+    """Durations of steps 2..S from (step, time logged) pairs: step 1 has no start mark of its own."""
+    times = sorted(times)
+    return [b - a for (_, a), (_, b) in zip(times, times[1:])]
+
+
+def run_ours(sizes: dict, run_dir: Path) -> dict:
+    overrides = [
+        "algorithm=grpo", "logger=none", f"hparams.max_steps={sizes['steps']}",
+        f"hparams.per_device_train_batch_size={sizes['batch']}", f"generation.max_new_tokens={sizes['max_new_tokens']}",
+        f"dataset.limit={sizes['limit']}",
+        # The evaluations run before step 1 and after the last step only, outside the timed steps; keep them tiny.
+        "eval.every_steps=0", "eval.limit=1", "eval.num_samples=1", "eval.ks=[1]",
+        "checkpoint.every_steps=100000", f"hydra.run.dir={run_dir}",
+    ]
+    run = run_watched(python_module("reasoning_rl.train", *overrides), timeout=3600)
+    require_ok(run, "train algorithm=grpo")
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    times = [(r["step"], r["time"]) for r in rows if "train/loss" in r]
+    return {"step_seconds": step_seconds(times), "wall_seconds": run["seconds"], "peak_rss_bytes": run["peak_rss_bytes"]}
+
+
+def run_bare(sizes: dict) -> dict:
+    run = run_watched(python_module("bench.grpo_bare", "--steps", str(sizes["steps"]), "--batch", str(sizes["batch"]),
+                                    "--max-new-tokens", str(sizes["max_new_tokens"]), "--limit", str(sizes["limit"])),
+                      timeout=3600)
+    require_ok(run, "bench.grpo_bare")
+    times = json.loads(run["stdout"].strip().splitlines()[-1])["step_times"]
+    return {"step_seconds": step_seconds([tuple(t) for t in times]), "wall_seconds": run["seconds"],
+            "peak_rss_bytes": run["peak_rss_bytes"]}
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, help="interleaved runs per side; the fastest median step counts")
+    args = p.parse_args()
+    sizes = ({"steps": 3, "batch": 4, "max_new_tokens": 16, "limit": 8} if args.small
+             else {"steps": 5, "batch": 8, "max_new_tokens": 64, "limit": 16})
+    repeats = args.repeats or (1 if args.small else 2)
+    runs: dict[str, list[dict]] = {"ours": [], "bare_trl": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(repeats):  # interleaved: the machine is shared and its load moves
+            runs["ours"].append(run_ours(sizes, Path(tmp) / f"ours{repeat}"))
+            runs["bare_trl"].append(run_bare(sizes))
+            print(f"repeat {repeat}: ours {runs['ours'][-1]['step_seconds']}, bare {runs['bare_trl'][-1]['step_seconds']}",
+                  flush=True)
+    best = {name: min(statistics.median(r["step_seconds"]) for r in rs) for name, rs in runs.items()}
+    ratio = best["ours"] / best["bare_trl"]
+    print(f"\nGRPO step time: {sizes['steps']} steps of {sizes['batch']} completions, {sizes['max_new_tokens']} new tokens")
+    print(table([(name, best[name] / best["bare_trl"], round(best[name], 2)) for name in runs],
+                ["trainer", "s/step vs bare TRL", "median s/step"]))
+    print(f"ours / bare TRL: {ratio:.3f}  goal {goal_text(ratio, GOAL, False)}")
+    path = write_result("grpo_overhead", {
+        "sizes": {**sizes, "repeats": repeats, "small": args.small}, "runs": runs,
+        "median_step_seconds": best, "ratios": {"ours_vs_bare_step_time": ratio},
+        "goals": {"ours_vs_bare_step_time": f"<= {GOAL}"},
+        "notes": ["step time = interval between consecutive per-step log events (steps 2..S); the median per run,"
+                  " the fastest run per side"],
+    }, args.out)
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()
