@@ -60,10 +60,11 @@ class FisherVectorProduct:
 
 def conjugate_gradient(
     matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int, tol: float = 1e-10
-) -> tuple[torch.Tensor, float]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Solve A x = b for symmetric positive-definite A known only through `matvec`.
 
-    Returns x and the final residual norm ‖b − A x‖. Starts from x = 0, so the first direction is b.
+    Returns x and the residual r = b − A x (so A x = b − r comes free). Starts from x = 0, so the
+    first direction is b.
     """
     x = torch.zeros_like(b)
     r = b.clone()  # residual b − A x
@@ -79,7 +80,7 @@ def conjugate_gradient(
         rr_next = r @ r
         d = r + (rr_next / rr) * d
         rr = rr_next
-    return x, float(rr.sqrt())
+    return x, r
 
 
 def max_step(direction: torch.Tensor, fisher_direction: torch.Tensor, max_kl: float) -> torch.Tensor:
