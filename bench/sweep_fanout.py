@@ -63,11 +63,14 @@ def run_sweep(folder: Path) -> dict:
     submit = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"sweep submit failed:\n{proc.stderr[-2000:]}")
-    job = json.loads((folder / "sweep.json").read_text())["array_job_id"]  # the manifest written at submit
-    return {"submit_s": submit, "job_ids": [job], **wait_started_and_done([job], start, POINTS, 1800)}
+    manifest = json.loads((folder / "sweep.json").read_text())  # written at submit
+    job = manifest["array_job_id"]
+    return {"submit_s": submit, "launcher_submit_s": manifest.get("submit_seconds"), "job_ids": [job],
+            **wait_started_and_done([job], start, POINTS, 1800)}
 
 
 def run_sbatch_loop(folder: Path) -> dict:
+    folder.mkdir(parents=True)  # sbatch's -o: a job whose log file cannot be opened fails at once
     start = time.perf_counter()
     jobs = []
     for seed in range(POINTS):
@@ -77,7 +80,11 @@ def run_sbatch_loop(folder: Path) -> dict:
                               "-o", f"{folder}/%j.out", "--wrap", wrap], capture_output=True, text=True, check=True)
         jobs.append(out.stdout.strip().split(";")[0])
     submit = time.perf_counter() - start
-    return {"submit_s": submit, "job_ids": jobs, **wait_started_and_done(jobs, start, POINTS, 1800)}
+    done = wait_started_and_done(jobs, start, POINTS, 1800)
+    failed = [t for t in done["tasks"] if t[2] != "COMPLETED"]
+    if failed:
+        raise SystemExit(f"sbatch loop jobs failed: {failed}; see {folder}/*.out")
+    return {"submit_s": submit, "job_ids": jobs, **done}
 
 
 def main() -> None:
@@ -101,6 +108,7 @@ def main() -> None:
                  ("sbatch loop", round(loop["submit_s"], 2), round(loop["last_task_start_s"], 1), 1.0, 1.0,
                   f"{len(loop['job_ids'])} jobs")],
                 ["submitter", "submit s", "last start s", "submit vs loop", "last start vs loop", "jobs"]))
+    print(f"(the launcher's own submit, Python and Hydra start-up excluded: {sweep['launcher_submit_s']} s)")
     print(f"sweep submit: {sweep['submit_s']:.2f} s  goal {goal_text(sweep['submit_s'], GOAL_SUBMIT_S, False)}; "
           f"one array job: {one_array}")
     path = write_result("sweep_fanout", {
