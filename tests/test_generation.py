@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 from omegaconf import OmegaConf
+from transformers import GenerationConfig
 
 from reasoning_rl.errors import ConfigError
 from reasoning_rl.generation import SamplingParams, build_backend, sampling_params_from_cfg
@@ -129,6 +130,46 @@ def test_build_backend(model_and_tokenizer):
     assert isinstance(build_backend(OmegaConf.create({"backend": "hf"}), *model_and_tokenizer), HFBackend)
     with pytest.raises(ConfigError, match="hf, vllm"):
         build_backend({"backend": "tgi"}, *model_and_tokenizer)
+
+
+def test_row_dropping_matches_plain_generate_for_greedy(backend, prompts, greedy, model_and_tokenizer):
+    # Finished rows leave the batch early; greedy tokens must still be exactly what generate() picks.
+    model, tokenizer = model_and_tokenizer
+    inputs = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    eos = sorted(backend.eos_ids)
+    config = GenerationConfig(max_new_tokens=16, do_sample=False, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
+    with torch.inference_mode():
+        rows = model.generate(**inputs, generation_config=config)[:, inputs["input_ids"].shape[1]:].tolist()
+    finished_early = 0
+    for per_prompt, row in zip(greedy, rows):
+        eos_at = next((k for k, token in enumerate(row) if token in eos), None)
+        finished_early += eos_at is not None and eos_at < 15
+        expected = row if eos_at is None else row[: eos_at + 1]
+        assert [c.token_ids for c in per_prompt] == [expected, expected]
+        assert per_prompt[0].num_tokens == len(expected)
+    assert finished_early  # some row really left the batch before the others
+
+
+def test_per_prompt_limits(backend, prompts):
+    params = SamplingParams(n=2, max_new_tokens=6, temperature=0.0)
+    results = backend.generate_ids(backend.encode(prompts[1:]), params, progress=False, limits=[3, 6])
+    assert [c.num_tokens for c in results[0]] == [3, 3] and all(c.finish_reason == "length" for c in results[0])
+    assert all(c.num_tokens <= 6 for c in results[1])
+
+
+def test_train_with_vllm_fails_clearly_here():
+    from tests.test_config import compose_resolved
+    from reasoning_rl.train import check_config
+
+    message = "generation=vllm needs vLLM and a CUDA GPU"
+    with pytest.raises(ConfigError, match=message):  # GRPO: TRL's vLLM colocate mode, checked before loading
+        check_config(compose_resolved("train", ["generation=vllm"]))
+    with pytest.raises(ConfigError, match=message):
+        check_config(compose_resolved("train", ["experiment=article_1b_gsm8k"]))
+    with pytest.raises(ConfigError, match="algorithm=grpo"):
+        check_config(compose_resolved("train", ["generation=vllm", "algorithm=sft"]))
+    with pytest.raises(ConfigError, match="budget_forcing with generation=vllm"):
+        check_config(compose_resolved("train", ["generation=vllm", "generation.budget_forcing.enabled=true"]))
 
 
 def test_vllm_without_gpu_is_a_config_error():

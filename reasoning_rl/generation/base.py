@@ -23,6 +23,14 @@ class Completion:
     text: str  # stop strings and special tokens are not included
     num_tokens: int  # generated tokens, counting the EOS token if one was produced
     finish_reason: str  # "stop" (EOS or stop string) | "length"
+    # The generated token ids (EOS included when produced; for budget forcing, injected tokens included;
+    # None from a backend that does not report them).
+    token_ids: list[int] | None = None
+    # Budget forcing only: [start, end) spans of token_ids that were inserted (the wait text, a forced
+    # close), not sampled; an RL loss should mask them out.
+    injected: list[tuple[int, int]] = field(default_factory=list)
+    extensions: int = 0  # budget forcing: how many times the wait text was appended
+    thinking_tokens: int | None = None  # budget forcing: tokens before the end-of-thinking marker
 
 
 class GenerationBackend(Protocol):

@@ -1,12 +1,21 @@
-"""Batched sampling with `transformers.generate`: works anywhere, including CPU-only machines."""
+"""Batched sampling with the Hugging Face model itself: works anywhere, including CPU-only machines.
+
+A short decode loop over the model and its KV cache instead of `model.generate`: when a sequence
+ends (EOS or a stop string) its row leaves the batch and its cache, so the remaining steps cost only
+what is still running. `generate()` keeps every finished row in the batch until the longest one ends;
+with N samples of mixed length that is much of the work (see docs/generation.md for the numbers).
+Sampling is transformers' own (its temperature / top-k / top-p warpers, then a multinomial draw).
+"""
 
 from __future__ import annotations
 
+import inspect
 import time
 
 import torch
 from tqdm.auto import tqdm
-from transformers import GenerationConfig
+from transformers import DynamicCache, LogitsProcessorList, StopStringCriteria
+from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from reasoning_rl.generation.base import Completion, SamplingParams
 
@@ -19,14 +28,29 @@ class HFBackend:
         # Chat models end a turn with a token (e.g. <|im_end|>) that may differ from the tokenizer's EOS.
         eos = model.generation_config.eos_token_id
         self.eos_ids = {tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
+        self._stop_criteria: dict[tuple[str, ...], StopStringCriteria] = {}  # built once per stop-string set
+        # transformers renamed forward's `past_key_values` to `cache` (5.2x; the old name warns, then goes in 5.40).
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self._cache_arg = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+    def encode(self, prompts: list[str]) -> list[list[int]]:
+        # Prompts are already chat-templated, so the template's own special tokens are the only ones wanted.
+        return self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
 
     def generate(self, prompts: list[str], params: SamplingParams, *, progress: bool = True) -> list[list[Completion]]:
-        lengths = [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+        return self.generate_ids(self.encode(prompts), params, progress=progress)
+
+    def generate_ids(
+        self, prompt_ids: list[list[int]], params: SamplingParams, *, progress: bool = True,
+        limits: list[int] | None = None,
+    ) -> list[list[Completion]]:
+        """`params.n` completions for each tokenized prompt, in prompt order; `limits`: a max_new_tokens per
+        prompt (at most params.max_new_tokens), for callers such as budget forcing that continue sequences."""
+        caps = limits or [params.max_new_tokens] * len(prompt_ids)
         # Similar lengths share a batch (less padding); longest first so running out of memory shows up at once.
-        order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+        order = sorted(range(len(prompt_ids)), key=lambda i: -len(prompt_ids[i]))
         sequences = [i for i in order for _ in range(params.n)]
-        results: list[list[Completion]] = [[] for _ in prompts]
-        config = self._generation_config(params)
+        results: list[list[Completion]] = [[] for _ in prompt_ids]
         was_training = self.model.training
         self.model.eval()  # no dropout while sampling, even when called from inside a training loop
         cuda = [self.model.device] if self.model.device.type == "cuda" else []
@@ -40,8 +64,9 @@ class HFBackend:
                     batch = sequences[lo : lo + params.batch_size]
                     # Reseed per batch so a batch's samples don't depend on what ran before it.
                     torch.manual_seed(params.seed + batch_index)
-                    for i, completion in zip(batch, self._generate_batch([prompts[i] for i in batch], config, params)):
-                        results[i].append(completion)
+                    decoded = self._decode([prompt_ids[i] for i in batch], [caps[i] for i in batch], params)
+                    for i, (ids, hit_stop) in zip(batch, decoded):
+                        results[i].append(self._completion(ids, hit_stop, params))
                     bar.update(len(batch))
         finally:
             self.model.train(was_training)
@@ -55,44 +80,89 @@ class HFBackend:
         }
         return results
 
-    def _generation_config(self, params: SamplingParams) -> GenerationConfig:
-        sample = params.temperature > 0
-        # Every knob is set explicitly: generate() fills unset ones from the model's own generation_config,
-        # and hub defaults (e.g. Qwen's repetition_penalty=1.05, top_k=20) would silently change the sampler.
-        # Greedy ignores the sampling knobs; transformers' neutral values keep its config validation quiet.
-        return GenerationConfig(
-            max_new_tokens=params.max_new_tokens,
-            do_sample=sample,
-            temperature=params.temperature if sample else 1.0,
-            top_p=params.top_p if sample else 1.0,
-            top_k=params.top_k if sample else 50,
-            repetition_penalty=1.0,
-            num_beams=1,
-            eos_token_id=sorted(self.eos_ids),
-            pad_token_id=self.tokenizer.pad_token_id,
-            stop_strings=list(params.stop_strings) or None,
-        )
+    def _warpers(self, params: SamplingParams) -> LogitsProcessorList:
+        # The same warpers, in the same order, as generate(); knobs at their neutral value are left out.
+        warpers = LogitsProcessorList()
+        if params.temperature <= 0:  # greedy: argmax of the raw logits
+            return warpers
+        if params.temperature != 1.0:
+            warpers.append(TemperatureLogitsWarper(params.temperature))
+        if params.top_k > 0:
+            warpers.append(TopKLogitsWarper(params.top_k))
+        if params.top_p < 1.0:
+            warpers.append(TopPLogitsWarper(params.top_p))
+        return warpers
 
-    def _generate_batch(self, texts: list[str], config: GenerationConfig, params: SamplingParams) -> list[Completion]:
-        # Prompts are already chat-templated, so the template's own special tokens are the only ones wanted.
-        inputs = self.tokenizer(
-            texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
-        ).to(self.model.device)
-        extra = {"tokenizer": self.tokenizer} if params.stop_strings else {}
-        output = self.model.generate(**inputs, generation_config=config, **extra)
-        new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()
-        return [self._completion(ids, params) for ids in new_tokens]
+    def _stop_criterion(self, stop_strings: list[str]) -> StopStringCriteria | None:
+        key = tuple(stop_strings)
+        if key and key not in self._stop_criteria:
+            self._stop_criteria[key] = StopStringCriteria(self.tokenizer, list(key))
+        return self._stop_criteria.get(key)
 
-    def _completion(self, ids: list[int], params: SamplingParams) -> Completion:
-        eos_at = next((k for k, token in enumerate(ids) if token in self.eos_ids), None)
-        body = ids if eos_at is None else ids[:eos_at]
-        text = self.tokenizer.decode(body, skip_special_tokens=True)
-        cuts = [k for k in (text.find(s) for s in params.stop_strings) if k >= 0]
-        if cuts:
-            # generate() halted on the stop string and padded the rest of the row (pad may equal EOS).
-            while body and body[-1] == self.tokenizer.pad_token_id:
-                body = body[:-1]
-            return Completion(text[: min(cuts)], len(body), "stop")
-        if eos_at is not None:
-            return Completion(text, eos_at + 1, "stop")
-        return Completion(text, len(ids), "length")
+    def _decode(self, rows: list[list[int]], caps: list[int], params: SamplingParams) -> list[tuple[list[int], bool]]:
+        """Generated ids of each row and whether it ended on EOS / a stop string (else it hit its cap)."""
+        device = self.model.device
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        width = max(len(r) for r in rows)
+        input_ids = torch.tensor([[pad] * (width - len(r)) + list(r) for r in rows], device=device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        eos = torch.tensor(sorted(self.eos_ids), device=device)
+        warpers = self._warpers(params)
+        stop = self._stop_criterion(params.stop_strings)
+
+        out: list[list[int]] = [[] for _ in rows]
+        ended = [False] * len(rows)
+        active = list(range(len(rows)))  # which original row each batch row is
+        remaining = torch.tensor(caps, device=device)  # tokens each live row may still generate
+        generated = torch.empty((len(rows), 0), dtype=torch.long, device=device)  # for the stop-string check
+        cache = DynamicCache(config=self.model.config)
+        # Prefill: logits of the last position only (the whole prompt's would be prompt x vocab floats).
+        logits = self.model(
+            input_ids=input_ids, attention_mask=mask, position_ids=positions,
+            use_cache=True, logits_to_keep=1, **{self._cache_arg: cache},
+        ).logits[:, -1].float()
+        next_position = positions[:, -1:] + 1
+        for _ in range(max(caps)):
+            if params.temperature > 0:
+                probs = torch.softmax(warpers(generated, logits), dim=-1)
+                tokens = torch.multinomial(probs, num_samples=1).squeeze(1)
+            else:
+                tokens = torch.argmax(logits, dim=-1)
+            for row, token in zip(active, tokens.tolist()):
+                out[row].append(token)
+            done = torch.isin(tokens, eos)
+            if stop is not None:
+                generated = torch.cat([generated, tokens[:, None]], dim=1)
+                done |= stop(generated, None)
+            remaining -= 1
+            leaving = done | (remaining <= 0)
+            if leaving.any():
+                for k in done.nonzero().squeeze(1).tolist():
+                    ended[active[k]] = True
+                keep = (~leaving).nonzero().squeeze(1)
+                if keep.numel() == 0:
+                    break
+                # The finished rows leave the batch and the KV cache: later steps only pay for live rows.
+                cache.batch_select_indices(keep)
+                mask, tokens, next_position = mask[keep], tokens[keep], next_position[keep]
+                generated, remaining = generated[keep], remaining[keep]
+                active = [active[k] for k in keep.tolist()]
+            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+            logits = self.model(
+                input_ids=tokens[:, None], attention_mask=mask, position_ids=next_position,
+                use_cache=True, **{self._cache_arg: cache},
+            ).logits[:, -1].float()
+            next_position = next_position + 1
+        return list(zip(out, ended))
+
+    def _completion(self, ids: list[int], ended: bool, params: SamplingParams) -> Completion:
+        if not ended:
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            return Completion(text, len(ids), "length", token_ids=ids)
+        if ids[-1] in self.eos_ids:
+            return Completion(self.tokenizer.decode(ids[:-1], skip_special_tokens=True), len(ids), "stop", token_ids=ids)
+        # A stop string: its last token is the last one generated; the text ends before the stop string.
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        cut = min((k for k in (text.find(s) for s in params.stop_strings) if k >= 0), default=len(text))
+        return Completion(text[:cut], len(ids), "stop", token_ids=ids)
