@@ -101,6 +101,9 @@ def evaluate(
         record = grade(problem, [c.text for c in samples], grader, answer_format)
         record["num_tokens"] = [c.num_tokens for c in samples]
         record["finish_reason"] = [c.finish_reason for c in samples]
+        if any(c.thinking_tokens is not None for c in samples):  # budget forcing: what it did per sample
+            record["extensions"] = [c.extensions for c in samples]
+            record["thinking_tokens"] = [c.thinking_tokens for c in samples]
         records.append(record)
 
     boot = eval_cfg.get("bootstrap", {})
@@ -117,4 +120,7 @@ def evaluate(
         "truncated_frac": float(np.mean([f == "length" for r in records for f in r["finish_reason"]])),
         "sampling_seconds": seconds,
     }
+    if records and "extensions" in records[0]:
+        stats["extensions_mean"] = float(np.mean([e for r in records for e in r["extensions"]]))
+        stats["thinking_tokens_mean"] = float(np.mean([t for r in records for t in r["thinking_tokens"]]))
     return EvalResult(records=records, summary=summary, stats=stats)

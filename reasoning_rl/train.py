@@ -37,8 +37,9 @@ def check_config(cfg: DictConfig) -> None:
     sampling_params_from_cfg(cfg.generation, n=cfg.eval.num_samples, seed=cfg.seed)
     if cfg.checkpoint.resume not in ("auto", "never"):
         raise ConfigError(f"checkpoint.resume={cfg.checkpoint.resume!r} is not one of ['auto', 'never']")
-    if cfg.generation.backend != "hf":
-        raise ConfigError(f"generation={cfg.generation.backend} is for evaluation only; training samples with generation=hf")
+    if cfg.generation.backend != "hf" and cfg.algorithm.name != "grpo":  # GRPO: TRL's vLLM colocate mode
+        raise ConfigError(f"generation={cfg.generation.backend} is for evaluation and algorithm=grpo; "
+                          f"{cfg.algorithm.name} samples with generation=hf")
     if cfg.checkpoint.every_steps < 1:
         raise ConfigError("checkpoint.every_steps must be >= 1")
     get_algorithm(cfg.algorithm.name).check_config(cfg)

@@ -16,6 +16,8 @@ from trl import GRPOConfig, GRPOTrainer
 
 from reasoning_rl.algorithms.common import TrainContext, problem_rows, trainer_kwargs
 from reasoning_rl.errors import ConfigError
+from reasoning_rl.generation import budget_forcing_from_cfg
+from reasoning_rl.generation.rollout import budget_forced_rollout
 from reasoning_rl.grading import REWARDS, get_reward_funcs
 
 
@@ -28,6 +30,15 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"algorithm.rewards: unknown reward {unknown[0]!r}; known: {sorted(REWARDS)}")
     if len(algo.reward_weights) != len(algo.rewards):
         raise ConfigError(f"algorithm.reward_weights has {len(algo.reward_weights)} values for {len(algo.rewards)} rewards")
+    if not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in algo.reward_weights):
+        raise ConfigError(f"algorithm.reward_weights must be numbers, got {list(algo.reward_weights)}")
+    forcing = budget_forcing_from_cfg(cfg.generation, max_new_tokens=algo.args.get("max_completion_length"))
+    if forcing and cfg.generation.backend == "vllm":
+        raise ConfigError("generation.budget_forcing with generation=vllm is not supported for GRPO; use generation=hf")
+    if cfg.generation.backend == "vllm":
+        from reasoning_rl.generation.vllm import check_available
+
+        check_available()  # one clear line on a machine without vLLM or a GPU, before anything loads
     trainer_kwargs(GRPOConfig, cfg, Path(tempfile.gettempdir()))  # unknown or invalid args fail now, not after loading
     batch = cfg.hparams.per_device_train_batch_size * cfg.hparams.gradient_accumulation_steps
     if batch % algo.args.get("num_generations", 8):
@@ -44,8 +55,13 @@ def train(ctx: TrainContext) -> None:
         GRPOConfig, cfg, ctx.checkpoint_dir,
         reward_weights=list(cfg.algorithm.reward_weights),
         log_completions=False,
+        **_vllm_args(cfg.generation),
     )
+    forcing = budget_forcing_from_cfg(cfg.generation, max_new_tokens=args.max_completion_length)
     trainer = GRPOTrainer(
+        # Budget forcing: rollouts through our backend (TRL's own generate can't suppress a </think>).
+        rollout_func=budget_forced_rollout(forcing, seed=cfg.seed, batch_size=cfg.generation.batch_size)
+        if forcing else None,
         model=ctx.model,
         reward_funcs=reward_funcs,
         args=args,
@@ -54,3 +70,11 @@ def train(ctx: TrainContext) -> None:
         callbacks=ctx.callbacks(),
     )
     trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
+
+
+def _vllm_args(gen_cfg: DictConfig) -> dict:
+    """generation=vllm: TRL samples the rollouts with vLLM inside the training process (colocate)."""
+    if gen_cfg.backend != "vllm":
+        return {}
+    return {"use_vllm": True, "vllm_mode": "colocate",
+            "vllm_gpu_memory_utilization": float(gen_cfg.get("gpu_memory_utilization") or 0.3)}

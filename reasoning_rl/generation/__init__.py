@@ -1,4 +1,4 @@
-"""Sampling completions from the policy: HF generate (anywhere) or vLLM (CUDA GPUs)."""
+"""Sampling completions from the policy: HF (anywhere) or vLLM (CUDA GPUs), optionally budget-forced."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ from typing import Any
 
 from reasoning_rl.errors import ConfigError
 from reasoning_rl.generation.base import Completion, GenerationBackend, SamplingParams
+from reasoning_rl.generation.budget_forcing import BudgetForcedBackend, BudgetForcing, budget_forcing_from_cfg
 
-__all__ = ["Completion", "GenerationBackend", "SamplingParams", "build_backend", "sampling_params_from_cfg"]
+__all__ = [
+    "BudgetForcedBackend", "BudgetForcing", "Completion", "GenerationBackend", "SamplingParams",
+    "budget_forcing_from_cfg", "build_backend", "sampling_params_from_cfg",
+]
 
 BACKENDS = ("hf", "vllm")
 # Keys of the generation config that are handed to vllm.LLM(...) when set.
@@ -25,21 +29,32 @@ VLLM_ENGINE_KEYS = (
 
 
 def build_backend(gen_cfg: Any, model=None, tokenizer=None, model_path: str | None = None) -> GenerationBackend:
+    """The configured backend, wrapped in budget forcing when `generation.budget_forcing.enabled`.
+
+    With generation=vllm and a live `model` but no `model_path` (the in-training evaluation of a
+    GRPO run whose rollouts TRL's own vLLM engine makes), the HF backend samples that model: a
+    second engine would not see the weights being trained.
+    """
     backend = gen_cfg.get("backend", "hf")
+    forcing = budget_forcing_from_cfg(gen_cfg)
+    if backend == "vllm" and model is not None and model_path is None:
+        backend = "hf"
     if backend == "hf":
         if model is None or tokenizer is None:
             raise ValueError("the hf backend needs a loaded model and tokenizer")
         from reasoning_rl.generation.hf import HFBackend
 
-        return HFBackend(model, tokenizer)
-    if backend == "vllm":
+        sampler = HFBackend(model, tokenizer)
+    elif backend == "vllm":
         if model_path is None:
             raise ValueError("the vllm backend needs model_path")
         from reasoning_rl.generation.vllm import VLLMBackend
 
         engine = {k: gen_cfg.get(k) for k in VLLM_ENGINE_KEYS if gen_cfg.get(k) is not None}
-        return VLLMBackend(model_path, **engine)
-    raise ConfigError(f"unknown generation.backend {backend!r}; known: {', '.join(BACKENDS)}")
+        sampler = VLLMBackend(model_path, **engine)
+    else:
+        raise ConfigError(f"unknown generation.backend {backend!r}; known: {', '.join(BACKENDS)}")
+    return BudgetForcedBackend(sampler, forcing) if forcing else sampler
 
 
 def sampling_params_from_cfg(gen_cfg: Any, *, n: int, seed: int) -> SamplingParams:

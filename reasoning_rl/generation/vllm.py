@@ -1,4 +1,4 @@
-"""vLLM generation: much faster sampling, but only on a CUDA GPU."""
+"""vLLM generation: much faster sampling (paged KV cache, continuous batching), but only on a CUDA GPU."""
 
 from __future__ import annotations
 
@@ -12,26 +12,54 @@ from reasoning_rl.generation.base import Completion, SamplingParams
 _NEEDS_GPU = "generation=vllm needs vLLM and a CUDA GPU: pip install -e .[gpu] on a GPU machine (or use generation=hf)"
 
 
+def check_available() -> None:
+    """One ConfigError line where vLLM can't run; called by the jobs before anything loads."""
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        raise ConfigError(_NEEDS_GPU) from None
+    if not torch.cuda.is_available():
+        raise ConfigError(_NEEDS_GPU)
+
+
+def _generation_eos(model_path: str):
+    from transformers import GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(model_path).eos_token_id
+    except OSError:  # no generation_config.json: the tokenizer's EOS is all there is
+        return None
+
+
 class VLLMBackend:
     def __init__(self, model_path: str, **engine_kwargs):
-        try:
-            import vllm
-        except ImportError:
-            raise ConfigError(_NEEDS_GPU) from None
-        if not torch.cuda.is_available():
-            raise ConfigError(_NEEDS_GPU)
+        check_available()
+        import vllm
+
         self._vllm = vllm
         self.llm = vllm.LLM(model=model_path, **engine_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
+        # vLLM stops on the model's generation_config EOS ids too; budget forcing needs to recognise them.
+        eos = _generation_eos(model_path)
+        self.eos_ids = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
         self.last_stats: dict = {}
 
-    def generate(self, prompts: list[str], params: SamplingParams, *, progress: bool = True) -> list[list[Completion]]:
+    def encode(self, prompts: list[str]) -> list[list[int]]:
         # Tokenize ourselves: prompts are chat-templated, and vLLM would add a second BOS to templates that have one.
-        requests = [{"prompt_token_ids": self.tokenizer(p, add_special_tokens=False)["input_ids"]} for p in prompts]
+        return [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+
+    def generate(self, prompts: list[str], params: SamplingParams, *, progress: bool = True) -> list[list[Completion]]:
+        return self.generate_ids(self.encode(prompts), params, progress=progress)
+
+    def generate_ids(
+        self, prompt_ids: list[list[int]], params: SamplingParams, *, progress: bool = True,
+        limits: list[int] | None = None,
+    ) -> list[list[Completion]]:
+        requests = [{"prompt_token_ids": list(ids)} for ids in prompt_ids]
         sampling = [
             self._vllm.SamplingParams(
                 n=params.n,
-                max_tokens=params.max_new_tokens,
+                max_tokens=limits[i] if limits else params.max_new_tokens,
                 temperature=params.temperature,
                 top_p=params.top_p,
                 top_k=params.top_k if params.top_k > 0 else -1,
@@ -39,14 +67,17 @@ class VLLMBackend:
                 seed=params.seed + i * params.n,
                 stop=list(params.stop_strings) or None,
             )
-            for i in range(len(prompts))
+            for i in range(len(prompt_ids))
         ]
         start = time.perf_counter()
         outputs = self.llm.generate(requests, sampling, use_tqdm=progress)
         seconds = time.perf_counter() - start
         results = [
             [
-                Completion(o.text, len(o.token_ids), "length" if o.finish_reason == "length" else "stop")
+                Completion(
+                    o.text, len(o.token_ids), "length" if o.finish_reason == "length" else "stop",
+                    token_ids=list(o.token_ids),
+                )
                 for o in out.outputs
             ]
             for out in outputs
@@ -56,6 +87,6 @@ class VLLMBackend:
             "tokens": tokens,
             "seconds": seconds,
             "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
-            "sequences": len(prompts) * params.n,
+            "sequences": len(prompt_ids) * params.n,
         }
         return results
