@@ -251,12 +251,13 @@ def _score_hostile(name: str, connection) -> None:
                 func(prompts=["q"], completions=["<answer>1</answer>"], gold=[GOLD[grader_name]])
             except ConfigError:  # e.g. grid_cells needs a grid grader
                 continue
-            start = time.perf_counter()
+            # CPU seconds, not wall time: the bound is on the work done, whatever else shares the machine.
+            start = time.process_time()
             try:
                 values = func(prompts=["q"], completions=[HOSTILE[name]], gold=[GOLD[grader_name]])
             except Exception as exc:  # noqa: BLE001  (reported, and the test fails on it)
                 values = f"{type(exc).__name__}: {exc}"[:300]
-            out.append((reward, grader_name, time.perf_counter() - start, values))
+            out.append((reward, grader_name, time.process_time() - start, values))
             connection.send(out[-1])
     connection.send(None)
 
@@ -286,7 +287,7 @@ def test_every_reward_survives_hostile_completions(name):
     for reward, grader, seconds, values in results:
         assert isinstance(values, list) and len(values) == 1, f"{reward}/{grader}: {values}"
         assert values[0] is None or isinstance(values[0], float), f"{reward}/{grader}: {values}"
-        assert seconds < REWARD_SECONDS, f"{reward}/{grader} took {seconds:.1f} s"
+        assert seconds < REWARD_SECONDS, f"{reward}/{grader} took {seconds:.1f} CPU s"
 
 
 # ---------------------------------------------------------------------------------------------
