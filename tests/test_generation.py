@@ -159,7 +159,7 @@ def test_per_prompt_limits(backend, prompts):
 
 def test_train_with_vllm_fails_clearly_here():
     from tests.test_config import compose_resolved
-    from reasoning_rl.train import check_config
+    from reasoning_rl.train_job import check_config
 
     message = "generation=vllm needs vLLM and a CUDA GPU"
     with pytest.raises(ConfigError, match=message):  # GRPO: TRL's vLLM colocate mode, checked before loading

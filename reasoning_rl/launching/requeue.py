@@ -5,7 +5,7 @@ Timeline of a preemption (or of the time limit coming close) for a train job on 
 1. SLURM sends SIGUSR2 (`#SBATCH --signal=USR2@<signal_delay_s>`, or `scancel --signal=USR2`) or
    SIGTERM (preemption) to the task.
 2. The training's `CheckpointCallback` handler (callbacks/checkpoint.py) sets a flag; the trainer
-   saves a checkpoint at the end of the current step and stops; train.py calls
+   saves a checkpoint at the end of the current step and stops; train_job.py calls
    `schedule_requeue()` and raises `Preempted`.
 3. `job_run` marks the run dir `preempted` and closes the W&B run; the process exits with status 3.
    On the way out (atexit, so a slow W&B close is not cut short by SLURM's kill after KillWait),

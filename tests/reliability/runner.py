@@ -20,8 +20,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import reasoning_rl.evaluate  # noqa: F401  (imported once, in the server)
+import reasoning_rl.evaluate  # noqa: F401  (imported once, in the server, with the job bodies)
+import reasoning_rl.evaluate_job  # noqa: F401
 import reasoning_rl.train  # noqa: F401
+import reasoning_rl.train_job  # noqa: F401
 
 
 @dataclass

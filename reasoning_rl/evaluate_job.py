@@ -1,0 +1,87 @@
+"""The body of `python -m reasoning_rl.evaluate` (see `reasoning_rl/evaluate.py`): imported inside the job
+process, so the process that only composes and submits a sweep never loads torch, transformers or TRL."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import yaml
+from omegaconf import DictConfig
+
+from reasoning_rl import models
+from reasoning_rl.cli import run_hydra_job
+from reasoning_rl.data import load_problems
+from reasoning_rl.errors import ConfigError, exit_on_user_error
+from reasoning_rl.evaluation import check_eval_config, evaluate
+from reasoning_rl.generation import budget_forcing_from_cfg, build_backend, sampling_params_from_cfg
+from reasoning_rl.grading import get_grader
+from reasoning_rl.jobs import format_table, job_run
+from reasoning_rl.prompts import apply_chat_template
+
+log = logging.getLogger(__name__)
+
+
+def check_checkpoint(cfg: DictConfig) -> None:
+    """A checkpoint= must hold an adapter, and a train run dir must have trained the model being loaded:
+    found before any weights load."""
+    if not cfg.checkpoint:
+        return
+    if cfg.generation.backend == "vllm":
+        raise ConfigError("checkpoint= with generation=vllm is not supported yet; use generation=hf")
+    models.find_adapter(cfg.checkpoint)
+    run_dir = Path(cfg.checkpoint).expanduser()
+    saved = run_dir / ".hydra" / "config.yaml"
+    if not saved.is_file():  # a bare adapter dir: nothing to check it against
+        return
+    trained = (yaml.safe_load(saved.read_text()) or {}).get("model", {}).get("name_or_path")
+    if trained and trained != cfg.model.name_or_path:
+        hydra_file = run_dir / ".hydra" / "hydra.yaml"
+        choice = ((yaml.safe_load(hydra_file.read_text()) or {}).get("hydra", {}).get("runtime", {})
+                  .get("choices", {}).get("model") if hydra_file.is_file() else None)
+        raise ConfigError(f"checkpoint={cfg.checkpoint} was trained on {trained}, not {cfg.model.name_or_path}; "
+                          f"add model={choice or '…'} (or model.name_or_path={trained})")
+
+
+def build_sampler(cfg: DictConfig, tokenizer):
+    """The generation backend; vLLM's availability is checked before any weights load."""
+    if cfg.generation.backend == "vllm":
+        return build_backend(cfg.generation, model_path=models.resolve_model_path(cfg.model))
+    model = models.load_model(cfg.model)
+    if cfg.checkpoint:
+        model = models.load_adapter(model, cfg.checkpoint)
+    return build_backend(cfg.generation, model=model, tokenizer=tokenizer)
+
+
+def run(cfg: DictConfig) -> dict:
+    check_eval_config(cfg.eval)  # fail on a bad K or checkpoint before loading anything
+    sampling_params_from_cfg(cfg.generation, n=cfg.eval.num_samples, seed=cfg.seed)  # bad sampling settings too
+    budget_forcing_from_cfg(cfg.generation)  # a bad generation.budget_forcing fails before anything loads
+    check_checkpoint(cfg)
+    with job_run(cfg) as (run_dir, tracker):
+        problems, grader_name = load_problems(cfg.dataset, cfg.prompt)
+        grader = get_grader(grader_name, answer_format=cfg.prompt.answer_format)
+        tokenizer = models.load_tokenizer(cfg.model)
+        backend = build_sampler(cfg, tokenizer)
+        sampling = sampling_params_from_cfg(cfg.generation, n=cfg.eval.num_samples, seed=cfg.seed)
+        prompts = [apply_chat_template(tokenizer, p.messages) for p in problems]
+        log.info("evaluating %d problems x %d samples", len(problems), sampling.n)
+
+        result = evaluate(
+            problems, prompts, backend, grader,
+            eval_cfg=cfg.eval, sampling=sampling, answer_format=cfg.prompt.answer_format,
+        )
+        run_dir.write_samples(result.records)
+        tracker.log(result.flat(), step=0)
+        tracker.set_summary(result.flat())
+        run_dir.write_summary(result.summary)
+
+    model_name = f"{cfg.model.name_or_path} + {cfg.checkpoint}" if cfg.checkpoint else cfg.model.name_or_path
+    title = f"{model_name} on {cfg.dataset.name}/{cfg.dataset.split} ({len(problems)} problems, N={sampling.n})"
+    print(format_table(result.summary, title))
+    print(f"sampling: {result.stats['tokens_per_s']:.1f} tokens/s, {result.stats['mean_tokens']:.1f} tokens/answer")
+    if "extensions_mean" in result.stats:
+        print(f"budget forcing: {result.stats['extensions_mean']:.2f} extensions, "
+              f"{result.stats['thinking_tokens_mean']:.1f} thinking tokens per answer")
+    print(f"run dir: {run_dir.path}")
+    return result.summary

@@ -1,0 +1,120 @@
+"""The body of `python -m reasoning_rl.train` (see `reasoning_rl/train.py`): imported inside the job
+process, so the process that only composes and submits a sweep never loads torch, transformers or TRL."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from transformers import set_seed
+
+from reasoning_rl import models
+from reasoning_rl.algorithms import get_algorithm
+from reasoning_rl.algorithms.common import TrainContext
+from reasoning_rl.callbacks.checkpoint import CheckpointCallback, check_resumable, latest_complete_checkpoint
+from reasoning_rl.cli import run_hydra_job
+from reasoning_rl.data import check_contamination, load_problems
+from reasoning_rl.errors import ConfigError, Preempted, exit_on_user_error
+from reasoning_rl.evaluation import check_eval_config
+from reasoning_rl.generation import sampling_params_from_cfg
+from reasoning_rl.grading import get_grader
+from reasoning_rl.jobs import format_table, job_run
+from reasoning_rl.launching import requeue
+from reasoning_rl.tracking.plots import eval_points, plot_eval_curves
+from reasoning_rl.tracking.run_dir import read_jsonl
+
+log = logging.getLogger(__name__)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Everything that can be wrong with the config, found before a model loads."""
+    check_eval_config(cfg.eval)
+    sampling_params_from_cfg(cfg.generation, n=cfg.eval.num_samples, seed=cfg.seed)
+    if cfg.checkpoint.resume not in ("auto", "never"):
+        raise ConfigError(f"checkpoint.resume={cfg.checkpoint.resume!r} is not one of ['auto', 'never']")
+    if cfg.generation.backend != "hf" and cfg.algorithm.name != "grpo":  # GRPO: TRL's vLLM colocate mode
+        raise ConfigError(f"generation={cfg.generation.backend} is for evaluation and algorithm=grpo; "
+                          f"{cfg.algorithm.name} samples with generation=hf")
+    if cfg.checkpoint.every_steps < 1:
+        raise ConfigError("checkpoint.every_steps must be >= 1")
+    get_algorithm(cfg.algorithm.name).check_config(cfg)
+
+
+def build_context(cfg: DictConfig, run_dir, tracker) -> TrainContext:
+    train_problems, grader_name = load_problems(cfg.dataset, cfg.prompt)
+    # Another data set to evaluate on: `+dataset@eval.dataset=NAME` (it must use the same grader).
+    eval_dataset = {**OmegaConf.to_container(cfg.eval.get("dataset") or cfg.dataset, resolve=True),
+                    "split": cfg.eval.split, "limit": cfg.eval.limit, "sample": "first"}
+    eval_problems, eval_grader = load_problems(eval_dataset, cfg.prompt)
+    if eval_grader != grader_name:
+        raise ConfigError(f"eval.dataset is graded by {eval_grader!r}, the training data by {grader_name!r}")
+    has_key = "allow_contamination" in cfg.dataset
+    check_contamination(train_problems, eval_problems, allow=bool(cfg.dataset.get("allow_contamination")),
+                        override=f"{'' if has_key else '+'}dataset.allow_contamination=true")
+    ctx = TrainContext(
+        cfg=cfg, run_dir=run_dir, tracker=tracker, model=None, tokenizer=None,
+        train_problems=train_problems, eval_problems=eval_problems,
+        grader=get_grader(grader_name, answer_format=cfg.prompt.answer_format),
+    )
+    # Handle SIGTERM/SIGUSR2 from here on, so a signal during model loading still ends in a clean stop.
+    ctx.checkpoint_callback = CheckpointCallback()
+    if cfg.checkpoint.resume == "auto":
+        check_resumable(ctx.checkpoint_dir, OmegaConf.to_container(cfg, resolve=True))
+        ctx.resume_from = latest_complete_checkpoint(ctx.checkpoint_dir)
+        if ctx.resume_from:
+            log.info("resuming from %s", ctx.resume_from)
+    # Seed before LoRA's random init, so equal configs start from equal adapters (and a resumed
+    # run matches an uninterrupted one).
+    set_seed(cfg.seed)
+    model, ctx.tokenizer = models.load_model_and_tokenizer(cfg.model)
+    ctx.model = models.apply_peft(model, cfg.peft)
+    return ctx
+
+
+def before_after(rows: list[dict], metrics: list[str]) -> str:
+    lines = [f"{'metric':<22}{'before':>24}{'after':>24}"]
+    for metric in metrics:
+        points = eval_points(rows, metric)
+        if points:
+            (_, m0, l0, h0), (_, m1, l1, h1) = points[0], points[-1]
+            lines.append(f"{metric:<22}{f'{m0:.3f} [{l0:.3f}, {h0:.3f}]':>24}{f'{m1:.3f} [{l1:.3f}, {h1:.3f}]':>24}")
+    return "\n".join(lines)
+
+
+def run(cfg: DictConfig) -> dict:
+    check_config(cfg)
+    algorithm = get_algorithm(cfg.algorithm.name)
+    with job_run(cfg) as (run_dir, tracker):
+        ctx = build_context(cfg, run_dir, tracker)
+        algorithm.train(ctx)
+        if ctx.preempted:
+            resume = requeue.schedule_requeue()  # on SLURM: requeue this task as the process exits
+            raise Preempted(f"checkpoint saved in {ctx.checkpoint_dir}; {resume}")
+        final_step = max(ctx.eval_results, default=None)
+        final = ctx.eval_results[final_step] if final_step is not None else ctx.run_eval(ctx.model, 0)
+        png = save_results(ctx, final)
+
+    if run_dir.main:
+        k = max(cfg.eval.ks)
+        print(format_table(final.summary, f"final eval ({len(ctx.eval_problems)} problems, N={cfg.eval.num_samples})"))
+        print(before_after(read_jsonl(run_dir.metrics_path), ["pass@1", f"pass@{k}", f"maj@{k}", f"majority_correct@{k}"]))
+        print(f"curves: {png}")
+        print(f"run dir: {run_dir.path}")
+    return final.summary
+
+
+def save_results(ctx: TrainContext, final) -> Path:
+    """Adapter, final samples, curve PNG, and summary.json last: its presence means the run finished."""
+    cfg, run_dir = ctx.cfg, ctx.run_dir
+    png = run_dir.path / "eval_curves.png"
+    if run_dir.main:
+        ctx.model.save_pretrained(run_dir.path / "adapter")
+        ctx.tokenizer.save_pretrained(run_dir.path / "adapter")
+        curve_metrics = [f"pass@{k}" for k in cfg.eval.ks] + [f"maj@{max(cfg.eval.ks)}"]
+        plot_eval_curves(read_jsonl(run_dir.metrics_path), curve_metrics, png,
+                         title=f"{cfg.algorithm.name} · {cfg.model.name_or_path} · {cfg.dataset.name}")
+    run_dir.write_samples(final.records)
+    ctx.tracker.set_summary(final.flat())
+    run_dir.write_summary(final.summary)
+    return png
