@@ -1,5 +1,5 @@
 """In-training eval cost: the share of wall time the Pass@8/Maj@8 callback takes at the default cadence
-(eval.every_steps=10 on eval.limit=32 problems, N=8), extrapolated from a short GRPO run that evaluates
+(conf/train.yaml's eval.every_steps on eval.limit problems, N=8), extrapolated from a short GRPO run that evaluates
 every 2 steps on fewer problems with shorter answers (both scaled by the same rules; see `notes`).
 
     python -m bench.eval_cost [--small]
@@ -12,10 +12,13 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench.common import goal_text, parser, python_module, require_ok, run_watched, table, write_result
+import yaml
+
+from bench.common import REPO, goal_text, parser, python_module, require_ok, run_watched, table, write_result
 
 GOAL = 0.15
-DEFAULT_EVERY, DEFAULT_LIMIT = 10, 32  # conf/train.yaml
+_DEFAULT_EVAL = yaml.safe_load((REPO / "conf" / "train.yaml").read_text())["eval"]
+DEFAULT_EVERY, DEFAULT_LIMIT = _DEFAULT_EVAL["every_steps"], _DEFAULT_EVAL["limit"]
 
 
 def main() -> None:
@@ -45,25 +48,25 @@ def main() -> None:
 
     default_eval = per_problem * DEFAULT_LIMIT
     share = default_eval / (default_eval + DEFAULT_EVERY * step)
-    # Smallest cadence that meets the goal, and the eval.limit that meets it at every_steps=10.
+    # Smallest cadence that meets the goal, and the eval.limit that meets it at the default cadence.
     every_needed = default_eval * (1 - GOAL) / (GOAL * step)
     limit_needed = GOAL / (1 - GOAL) * DEFAULT_EVERY * step / per_problem
 
     print(f"\nin-training eval cost (GRPO batch {sizes['batch']}, {sizes['max_new_tokens']} new tokens, N=8)")
     print(table([
         ("measured: every 2 steps", f"{sizes['eval_limit']} problems", round(eval_seconds, 1), round(step, 1), measured_share),
-        ("extrapolated: every 10 steps (default)", f"{DEFAULT_LIMIT} problems", round(default_eval, 1), round(step, 1), share),
+        (f"extrapolated: every {DEFAULT_EVERY} steps (default)", f"{DEFAULT_LIMIT} problems", round(default_eval, 1), round(step, 1), share),
     ], ["cadence", "eval set", "eval s", "step s", "eval share of wall"]))
     print(f"default cadence eval share: {share:.3f}  goal {goal_text(share, GOAL, False)}")
     if share > GOAL:
-        print(f"the goal needs eval.every_steps >= {every_needed:.0f}, or eval.limit <= {limit_needed:.0f} at every 10 steps")
+        print(f"the goal needs eval.every_steps >= {every_needed:.0f}, or eval.limit <= {limit_needed:.0f} at every {DEFAULT_EVERY} steps")
     path = write_result("eval_cost", {
         "sizes": {**sizes, "small": args.small, "eval_every_measured": 2, "num_samples": 8},
         "measured": {"step_seconds": step, "eval_seconds": eval_seconds, "eval_seconds_each": evals,
                      "sampling_seconds": sampling, "intervals": intervals, "share_every_2": measured_share},
         "extrapolated_default": {"every_steps": DEFAULT_EVERY, "eval_limit": DEFAULT_LIMIT,
                                  "eval_seconds": default_eval, "share": share,
-                                 "every_steps_for_goal": every_needed, "eval_limit_for_goal_at_10": limit_needed},
+                                 "every_steps_for_goal": every_needed, "eval_limit_for_goal_at_default_every": limit_needed},
         "ratios": {"eval_share_default_cadence": share},
         "goals": {"eval_share_default_cadence": f"<= {GOAL}"},
         "notes": ["extrapolated, not measured: eval time scaled linearly in problems (batches of 64 sequences);"
