@@ -150,7 +150,7 @@ class TRPOTrainer(PolicyGradientTrainer):
             part = (ratio * chunk.advantages * chunk.action_mask).sum() / tokens  # this chunk's share of L
             g = flat_grad(part, self.policy_params)
             grad = g if grad is None else grad + g
-            surrogate += float(part)
+            surrogate += part.item()
             with torch.no_grad():
                 old_logp.append(logits.log_softmax(-1).detach())
                 entropy_sum += float((entropy(logits.detach()) * chunk.action_mask).sum())
