@@ -197,6 +197,8 @@ def test_compare_writes_table_csv_and_plots(three_runs, capsys):
     # one line per run: the evaluation as one point (a horizontal reference), the others as curves
     assert {name: len(points) for name, points in plotted["curves"][f"pass@{N}"].items()} == {"base": 1, "sft": 3, "grpo": 2}
     assert set(plotted["bars"]["pass@1"]) == {"base", "sft"}  # the crashed run has no final metrics
+    # no run logged a training reward: no training-curve figure, and compare.md does not link one
+    assert plotted["train"] == {} and not (out / "compare_train.png").exists() and "compare_train.png" not in md
     for png in ("compare_curves.png", "compare_bars.png"):
         with Image.open(out / png) as image:
             image.verify()
@@ -220,6 +222,26 @@ def test_curve_plot_draws_one_line_per_run(tmp_path, monkeypatch):
     assert len(lines) == 2
     assert list(lines[0].get_xdata()) == [0, 3] and list(lines[0].get_ydata()) == [0.2, 0.4]
     assert lines[1].get_linestyle() == "--" and list(lines[1].get_ydata()) == [0.3, 0.3]
+
+
+def test_train_curves_smooth_per_run_and_skip_runs_without_them(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from reasoning_rl.tracking import plots
+
+    assert plots.moving_average([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
+    figures = []
+    monkeypatch.setattr(plt, "close", lambda fig: figures.append(fig))
+    rows_a = [{"step": s, "train/reward": r, "train/kl": 0.01 * s} for s, r in ((1, 0.0), (2, 1.0), (3, 0.5))]
+    rows_a.append({"step": 3, "eval/pass@8": 0.5})  # an eval row at the same step is not a training value
+    rows_b = [{"step": 1, "train/reward": 0.2}]
+    drawn = plots.plot_train_curves([("a", rows_a), ("b", rows_b), ("evaluate-only", [])],
+                                    ["train/reward", "train/kl"], tmp_path / "t.png", window=2)
+    assert drawn["train/reward"]["a"] == [[1, 0.0, 0.0], [2, 1.0, 0.5], [3, 0.5, 0.75]]
+    assert set(drawn["train/reward"]) == {"a", "b"} and set(drawn["train/kl"]) == {"a"}
+    reward_ax = figures[0].axes[0]
+    assert len(reward_ax.get_lines()) == 4  # raw + smoothed for each of the two runs that have it
+    assert Image.open(tmp_path / "t.png").size[0] > 0
 
 
 def test_baseline_by_name_and_unknown_baseline(three_runs, tmp_path):

@@ -12,7 +12,7 @@ from reasoning_rl.comparison import table
 from reasoning_rl.comparison.runs import Run, find_run
 from reasoning_rl.comparison.stats import Difference, compare_scores, problem_scores
 from reasoning_rl.errors import UserError
-from reasoning_rl.tracking.plots import plot_compare_curves, plot_metric_bars
+from reasoning_rl.tracking.plots import plot_compare_curves, plot_metric_bars, plot_train_curves, train_points
 
 
 @dataclass
@@ -64,6 +64,14 @@ def choose_curve_metrics(runs: Sequence[Run]) -> list[str]:
         return []
     k = max(set(largest), key=lambda k: (largest.count(k), k))
     return [f"pass@{k}", f"maj@{k}"] if k > 1 else [f"pass@{k}"]
+
+
+# Training curves worth comparing across algorithms, when a run logged them (GRPO via TRL, PPO, TRPO).
+TRAIN_CURVES = ("train/reward", "train/kl", "train/completions/mean_length")
+
+
+def choose_train_curves(runs: Sequence[Run]) -> list[str]:
+    return [key for key in TRAIN_CURVES if any(train_points(r.rows, key) for r in runs)]
 
 
 def _scores(run: Run) -> dict[str, dict[str, float]]:
@@ -123,22 +131,25 @@ def terminal_text(c: Comparison) -> str:
 
 
 def write(c: Comparison, out_dir: Path, command: str = "") -> dict[str, Path]:
-    """compare.md, compare.csv, compare_paired.csv, compare_curves.png, compare_bars.png, plots.json."""
-    files = {name: out_dir / name for name in
-             ("compare.md", "compare.csv", "compare_paired.csv", "compare_curves.png", "compare_bars.png", "plots.json")}
-    for name in ("compare_curves.png", "compare_bars.png"):  # from an earlier comparison into the same dir
+    """compare.md, compare.csv, compare_paired.csv, compare_curves.png, compare_train.png, compare_bars.png,
+    plots.json."""
+    pngs = ("compare_curves.png", "compare_train.png", "compare_bars.png")
+    files = {name: out_dir / name for name in ("compare.md", "compare.csv", "compare_paired.csv", *pngs, "plots.json")}
+    for name in pngs:  # from an earlier comparison into the same dir
         files[name].unlink(missing_ok=True)
     table.write_runs_csv(files["compare.csv"], c.runs, c.keys, c.metrics)
     table.write_diffs_csv(files["compare_paired.csv"], c.baseline or c.runs[0], c.diffs)
     plotted = {
         "curves": plot_compare_curves([(r.name, r.rows, r.job == "evaluate") for r in c.runs],
                                       c.curve_metrics, files["compare_curves.png"]) if c.curve_metrics else {},
+        "train": plot_train_curves([(r.name, r.rows) for r in c.runs], train_keys, files["compare_train.png"])
+        if (train_keys := choose_train_curves(c.runs)) else {},
         # every run, so each keeps its color from the curves; one without a summary gets no bars
         "bars": plot_metric_bars([(r.name, r.summary) for r in c.runs],
                                  c.metrics, files["compare_bars.png"]) if c.metrics else {},
     }
     files["plots.json"].write_text(json.dumps(plotted, indent=2) + "\n")
-    for name in ("compare_curves.png", "compare_bars.png"):
+    for name in pngs:
         if not files[name].exists():
             del files[name]
     files["compare.md"].write_text(markdown(c, command, files))
@@ -160,7 +171,8 @@ def markdown(c: Comparison, command: str, files: dict[str, Path]) -> str:
     if c.warnings:
         lines += ["## Warnings", "", *(f"- {w}" for w in c.warnings), ""]
     lines += ["## Runs", "", *(f"- `{r.name}`: {r.path}" for r in c.runs), ""]
-    for name, label in (("compare_curves.png", "eval curves"), ("compare_bars.png", "final metrics")):
+    for name, label in (("compare_curves.png", "eval curves"), ("compare_train.png", "training curves"),
+                        ("compare_bars.png", "final metrics")):
         if name in files:
             lines += [f"![{label}]({name})", ""]
     return "\n".join(lines)

@@ -118,6 +118,63 @@ def plot_compare_curves(
     return drawn
 
 
+def train_points(rows: Sequence[Mapping[str, Any]], key: str) -> list[tuple[int, float]]:
+    """(step, value) of a per-step training metric such as `train/reward`, last value per step."""
+    points = {row["step"]: float(row[key]) for row in rows if isinstance(row.get(key), (int, float))}
+    return sorted(points.items())
+
+
+def moving_average(values: Sequence[float], window: int) -> list[float]:
+    """Trailing mean over up to `window` values: per-step RL rewards are too noisy to read raw."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v - (values[i - window] if i >= window else 0.0)
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def plot_train_curves(
+    runs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], keys: Sequence[str], path: Path, window: int = 5
+) -> dict[str, dict[str, list]]:
+    """One panel per training metric (mean reward, KL, response length, …), one line per run: the raw
+    per-step values faint, their moving average over `window` steps solid. Returns
+    {key: {run name: [[step, value, smoothed], …]}} for the sidecar JSON."""
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    colors = run_colors(len(runs))
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 4.0), squeeze=False)
+    drawn: dict[str, dict[str, list]] = {}
+    for ax, key in zip(axes[0], keys):
+        drawn[key] = {}
+        for (name, rows), color in zip(runs, colors):
+            points = train_points(rows, key)
+            if not points:
+                continue
+            steps, values = zip(*points)
+            smooth = moving_average(values, window)
+            drawn[key][name] = [[s, v, m] for s, v, m in zip(steps, values, smooth)]
+            ax.plot(steps, values, color=color, alpha=0.25, linewidth=1)
+            ax.plot(steps, smooth, color=color, linewidth=2, label=name)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("training step")
+        ax.set_title(f"{key} (mean of {window} steps)", fontsize=9)
+        ax.grid(alpha=0.3)
+    handles, labels = [], []
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8, frameon=False)
+    rows_of_legend = -(-len(labels) // 4) if handles else 0
+    fig.tight_layout(rect=(0, 0.06 * rows_of_legend, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return drawn
+
+
 def plot_metric_bars(
     runs: Sequence[tuple[str, Mapping[str, Mapping[str, float]]]], metrics: Sequence[str], path: Path, title: str = ""
 ) -> dict[str, dict[str, list[float]]]:
