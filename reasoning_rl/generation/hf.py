@@ -103,9 +103,13 @@ class HFBackend:
         """Generated ids of each row and whether it ended on EOS / a stop string (else it hit its cap)."""
         device = self.model.device
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        # The N samples of a prompt share its prefill: each distinct prompt runs once and its KV cache rows
+        # are then copied to every sample. With N = 8 and short answers the prefill was most of the work.
+        distinct: dict[tuple[int, ...], int] = {}
+        source = [distinct.setdefault(tuple(r), len(distinct)) for r in rows]
         width = max(len(r) for r in rows)
-        input_ids = torch.tensor([[pad] * (width - len(r)) + list(r) for r in rows], device=device)
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+        input_ids = torch.tensor([[pad] * (width - len(r)) + list(r) for r in distinct], device=device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in distinct], device=device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         eos = torch.tensor(sorted(self.eos_ids), device=device)
         warpers = self._warpers(params)
@@ -122,6 +126,10 @@ class HFBackend:
             input_ids=input_ids, attention_mask=mask, position_ids=positions,
             use_cache=True, logits_to_keep=1, **{self._cache_arg: cache},
         ).logits[:, -1].float()
+        if len(distinct) < len(rows):
+            expand = torch.tensor(source, device=device)
+            cache.batch_select_indices(expand)
+            logits, mask, positions = logits[expand], mask[expand], positions[expand]
         next_position = positions[:, -1:] + 1
         for _ in range(max(caps)):
             if params.temperature > 0:
