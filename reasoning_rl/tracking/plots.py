@@ -55,6 +55,24 @@ def _pyplot():
     return plt
 
 
+def _save_with_run_legend(plt, fig, axes, path: Path, title: str = "") -> None:
+    """One legend under all panels with every run once (a run may be missing from some panels), then save."""
+    handles, labels = [], []
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    rows_of_legend = -(-len(labels) // 4) if handles else 0
+    fig.tight_layout(rect=(0, 0.06 * rows_of_legend, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def run_colors(n: int) -> list:
     """One color per run, the same in every figure of a comparison."""
     plt = _pyplot()
@@ -101,20 +119,7 @@ def plot_compare_curves(
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
         ax.set_title(metric)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    for ax in axes[0][1:]:  # a run may be missing from the first panel
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            if label not in labels:
-                handles.append(handle)
-                labels.append(label)
-    if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8, frameon=False)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    rows_of_legend = -(-len(labels) // 4) if handles else 0
-    fig.tight_layout(rect=(0, 0.06 * rows_of_legend, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save_with_run_legend(plt, fig, axes[0], path, title)
     return drawn
 
 
@@ -160,18 +165,7 @@ def plot_train_curves(
         ax.set_xlabel("training step")
         ax.set_title(f"{key} (mean of {window} steps)", fontsize=9)
         ax.grid(alpha=0.3)
-    handles, labels = [], []
-    for ax in axes[0]:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            if label not in labels:
-                handles.append(handle)
-                labels.append(label)
-    if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8, frameon=False)
-    rows_of_legend = -(-len(labels) // 4) if handles else 0
-    fig.tight_layout(rect=(0, 0.06 * rows_of_legend, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save_with_run_legend(plt, fig, axes[0], path)
     return drawn
 
 
