@@ -1,1 +1,0 @@
-/work/main/bench/results/tmpmrp0hfc_/sweep/.submitit/150/150_submission.sh
