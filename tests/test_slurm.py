@@ -307,8 +307,14 @@ def test_preempted_task_requeues_and_resumes_into_the_same_run(slurm_cluster, tm
     assert proc.returncode == 0, f"{out[-3000:]}\n{err[-3000:]}\n{_submitit_logs(sweep)}"
     assert len(re.findall(r"completed", out)) >= 2, out
 
-    # SLURM ran task 1 twice: the first run ended REQUEUED, the second COMPLETED.
-    runs = [state for jid, state in _sacct_states(f"{job}_1", duplicates=True)]
+    # SLURM ran task 1 twice: the first run ended REQUEUED, the second COMPLETED. The accounting
+    # database may trail the task's end by a few seconds on a busy machine: wait for a final state.
+    settle = time.monotonic() + 60
+    while True:
+        runs = [state for jid, state in _sacct_states(f"{job}_1", duplicates=True)]
+        if (runs and runs[-1] not in ("RUNNING", "PENDING", "COMPLETING")) or time.monotonic() > settle:
+            break
+        time.sleep(1)
     assert runs.count("REQUEUED") >= 1 and runs[-1] == "COMPLETED", runs
     log = (sweep / ".submitit" / f"{job}_1" / f"{job}_1_0_log.err").read_text()
     assert "preempted: checkpoint saved" in log and f"task {job}_1 requeued" in log, log[-3000:]
