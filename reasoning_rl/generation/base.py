@@ -41,3 +41,19 @@ class GenerationBackend(Protocol):
     ) -> list[list[Completion]]:
         """`params.n` completions for each already chat-templated prompt, in prompt order."""
         ...
+
+
+class TokenBackend:
+    """A backend that samples from token ids (`encode` + `generate_ids`); text prompts go through both,
+    and callers such as budget forcing continue sequences with `generate_ids` directly."""
+
+    def generate(self, prompts: list[str], params: SamplingParams, *, progress: bool = True) -> list[list[Completion]]:
+        return self.generate_ids(self.encode(prompts), params, progress=progress)
+
+
+def eos_id_set(tokenizer_eos: int | None, generation_eos: int | list[int] | None) -> set[int]:
+    """Every id that ends a sample: chat models end a turn with a token (e.g. <|im_end|>) that may
+    differ from the tokenizer's EOS, listed in the model's generation_config."""
+    extra = generation_eos if isinstance(generation_eos, list) else [generation_eos]
+    return {tokenizer_eos, *extra} - {None}
+

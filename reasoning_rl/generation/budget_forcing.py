@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reasoning_rl.errors import ConfigError
-from reasoning_rl.generation.base import Completion, SamplingParams
+from reasoning_rl.generation.base import Completion, SamplingParams, TokenBackend
 
 # What the model is to write right after a forced close, per prompt.answer_format (see prompts.format_answer).
 ANSWER_PREFIXES = {"answer_tag": "\n<answer>", "boxed": "\nThe final answer is \\boxed{"}
@@ -99,7 +99,7 @@ class _Sequence:
         self.ids += ids
 
 
-class BudgetForcedBackend:
+class BudgetForcedBackend(TokenBackend):
     """Wraps a backend: same `generate` interface, completions shaped by a `BudgetForcing` config."""
 
     def __init__(self, backend, config: BudgetForcing):
@@ -117,9 +117,6 @@ class BudgetForcedBackend:
 
     def __getattr__(self, name: str):  # model, eos_ids, encode, … of the wrapped backend
         return getattr(self.__dict__["backend"], name)
-
-    def generate(self, prompts: list[str], params: SamplingParams, *, progress: bool = True) -> list[list[Completion]]:
-        return self.generate_ids(self.backend.encode(prompts), params, progress=progress)
 
     def generate_ids(
         self, prompt_ids: list[list[int]], params: SamplingParams, *, progress: bool = True

@@ -17,17 +17,15 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache, LogitsProcessorList, StopStringCriteria
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-from reasoning_rl.generation.base import Completion, SamplingParams
+from reasoning_rl.generation.base import Completion, SamplingParams, TokenBackend, eos_id_set
 
 
-class HFBackend:
+class HFBackend(TokenBackend):
     def __init__(self, model, tokenizer):
         self.model = model
         self.tokenizer = tokenizer
         self.last_stats: dict = {}
-        # Chat models end a turn with a token (e.g. <|im_end|>) that may differ from the tokenizer's EOS.
-        eos = model.generation_config.eos_token_id
-        self.eos_ids = {tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
+        self.eos_ids = eos_id_set(tokenizer.eos_token_id, model.generation_config.eos_token_id)
         self._stop_criteria: dict[tuple[str, ...], StopStringCriteria] = {}  # built once per stop-string set
         # transformers renamed forward's `past_key_values` to `cache` (5.2x; the old name warns, then goes in 5.40).
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -36,9 +34,6 @@ class HFBackend:
     def encode(self, prompts: list[str]) -> list[list[int]]:
         # Prompts are already chat-templated, so the template's own special tokens are the only ones wanted.
         return self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-
-    def generate(self, prompts: list[str], params: SamplingParams, *, progress: bool = True) -> list[list[Completion]]:
-        return self.generate_ids(self.encode(prompts), params, progress=progress)
 
     def generate_ids(
         self, prompt_ids: list[list[int]], params: SamplingParams, *, progress: bool = True,

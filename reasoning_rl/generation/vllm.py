@@ -7,7 +7,7 @@ import time
 import torch
 
 from reasoning_rl.errors import ConfigError
-from reasoning_rl.generation.base import Completion, SamplingParams
+from reasoning_rl.generation.base import Completion, SamplingParams, TokenBackend, eos_id_set
 
 _NEEDS_GPU = "generation=vllm needs vLLM and a CUDA GPU: pip install -e .[gpu] on a GPU machine (or use generation=hf)"
 
@@ -31,7 +31,7 @@ def _generation_eos(model_path: str):
         return None
 
 
-class VLLMBackend:
+class VLLMBackend(TokenBackend):
     def __init__(self, model_path: str, **engine_kwargs):
         check_available()
         import vllm
@@ -40,16 +40,12 @@ class VLLMBackend:
         self.llm = vllm.LLM(model=model_path, **engine_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         # vLLM stops on the model's generation_config EOS ids too; budget forcing needs to recognise them.
-        eos = _generation_eos(model_path)
-        self.eos_ids = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
+        self.eos_ids = eos_id_set(self.tokenizer.eos_token_id, _generation_eos(model_path))
         self.last_stats: dict = {}
 
     def encode(self, prompts: list[str]) -> list[list[int]]:
         # Tokenize ourselves: prompts are chat-templated, and vLLM would add a second BOS to templates that have one.
         return [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-
-    def generate(self, prompts: list[str], params: SamplingParams, *, progress: bool = True) -> list[list[Completion]]:
-        return self.generate_ids(self.encode(prompts), params, progress=progress)
 
     def generate_ids(
         self, prompt_ids: list[list[int]], params: SamplingParams, *, progress: bool = True,
