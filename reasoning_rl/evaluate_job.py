@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from reasoning_rl import models
 from reasoning_rl.cli import run_hydra_job
-from reasoning_rl.data import load_problems
+from reasoning_rl.data import grader_options, load_problems
 from reasoning_rl.errors import ConfigError, exit_on_user_error
 from reasoning_rl.evaluation import check_eval_config, evaluate
 from reasoning_rl.generation import budget_forcing_from_cfg, build_backend, sampling_params_from_cfg
@@ -60,7 +60,7 @@ def run(cfg: DictConfig) -> dict:
     check_checkpoint(cfg)
     with job_run(cfg) as (run_dir, tracker):
         problems, grader_name = load_problems(cfg.dataset, cfg.prompt)
-        grader = get_grader(grader_name, answer_format=cfg.prompt.answer_format)
+        grader = get_grader(grader_name, answer_format=cfg.prompt.answer_format, **grader_options(cfg.dataset))
         tokenizer = models.load_tokenizer(cfg.model)
         backend = build_sampler(cfg, tokenizer)
         sampling = sampling_params_from_cfg(cfg.generation, n=cfg.eval.num_samples, seed=cfg.seed)

@@ -30,6 +30,11 @@ def render_solution(reasoning: str, answer: str, prompt_cfg: Mapping[str, Any]) 
     return f"{reasoning.strip()}\n{answer_block}"
 
 
+def fill(template: str, question: str) -> str:
+    """The template with its {question} replaced; other braces stay as written (plain's \\boxed{})."""
+    return template.replace("{question}", question)
+
+
 def build_messages(
     question: str,
     prompt_cfg: Mapping[str, Any],
@@ -41,9 +46,9 @@ def build_messages(
         messages.append({"role": "system", "content": prompt_cfg["system"].strip()})
     template = prompt_cfg.get("user_template", "{question}")
     for shot_question, shot_solution in few_shot:
-        messages.append({"role": "user", "content": template.format(question=shot_question)})
+        messages.append({"role": "user", "content": fill(template, shot_question)})
         messages.append({"role": "assistant", "content": shot_solution})
-    messages.append({"role": "user", "content": template.format(question=question)})
+    messages.append({"role": "user", "content": fill(template, question)})
     return messages
 
 

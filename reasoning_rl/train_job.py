@@ -14,7 +14,7 @@ from reasoning_rl.algorithms import get_algorithm
 from reasoning_rl.algorithms.common import TrainContext
 from reasoning_rl.callbacks.checkpoint import CheckpointCallback, check_resumable, latest_complete_checkpoint
 from reasoning_rl.cli import run_hydra_job
-from reasoning_rl.data import check_contamination, load_problems
+from reasoning_rl.data import check_contamination, grader_options, load_problems
 from reasoning_rl.errors import ConfigError, Preempted, exit_on_user_error
 from reasoning_rl.evaluation import check_eval_config
 from reasoning_rl.generation import sampling_params_from_cfg
@@ -47,15 +47,17 @@ def build_context(cfg: DictConfig, run_dir, tracker) -> TrainContext:
     eval_dataset = {**OmegaConf.to_container(cfg.eval.get("dataset") or cfg.dataset, resolve=True),
                     "split": cfg.eval.split, "limit": cfg.eval.limit, "sample": "first"}
     eval_problems, eval_grader = load_problems(eval_dataset, cfg.prompt)
-    if eval_grader != grader_name:
-        raise ConfigError(f"eval.dataset is graded by {eval_grader!r}, the training data by {grader_name!r}")
+    options = grader_options(cfg.dataset)
+    if eval_grader != grader_name or grader_options(eval_dataset) != options:
+        raise ConfigError(f"eval.dataset is graded by {eval_grader!r} {grader_options(eval_dataset) or ''}, "
+                          f"the training data by {grader_name!r} {options or ''}")
     has_key = "allow_contamination" in cfg.dataset
     check_contamination(train_problems, eval_problems, allow=bool(cfg.dataset.get("allow_contamination")),
                         override=f"{'' if has_key else '+'}dataset.allow_contamination=true")
     ctx = TrainContext(
         cfg=cfg, run_dir=run_dir, tracker=tracker, model=None, tokenizer=None,
         train_problems=train_problems, eval_problems=eval_problems,
-        grader=get_grader(grader_name, answer_format=cfg.prompt.answer_format),
+        grader=get_grader(grader_name, answer_format=cfg.prompt.answer_format, **options),
     )
     # Handle SIGTERM/SIGUSR2 from here on, so a signal during model loading still ends in a clean stop.
     ctx.checkpoint_callback = CheckpointCallback()

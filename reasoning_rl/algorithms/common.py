@@ -109,6 +109,8 @@ class TrainContext:
             )
         self.tracker.log(result.flat(), step=step)
         self.eval_results[step] = result
+        # Every point of the curve keeps its samples, so any two steps can be compared problem by problem.
+        self.run_dir.write_samples(result.records, name=f"samples_step{step}.jsonl")
         s = result.summary
         log.info("step %d: %s", step, ", ".join(f"{k}={v['mean']:.3f}" for k, v in s.items() if "@" in k))
         return result

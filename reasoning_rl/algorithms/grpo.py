@@ -17,7 +17,7 @@ from trl import GRPOConfig, GRPOTrainer
 from reasoning_rl.algorithms.common import TrainContext, problem_rows, trainer_kwargs
 from reasoning_rl.errors import ConfigError
 from reasoning_rl.generation import budget_forcing_from_cfg
-from reasoning_rl.generation.rollout import budget_forced_rollout
+from reasoning_rl.generation.rollout import backend_rollout
 from reasoning_rl.grading import REWARDS, get_reward_funcs
 
 
@@ -32,6 +32,10 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"algorithm.reward_weights has {len(algo.reward_weights)} values for {len(algo.rewards)} rewards")
     if not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in algo.reward_weights):
         raise ConfigError(f"algorithm.reward_weights must be numbers, got {list(algo.reward_weights)}")
+    if algo.get("rollouts", "trl") not in ("trl", "ours"):
+        raise ConfigError(f"algorithm.rollouts={algo.rollouts!r} is not one of ['trl', 'ours']")
+    if algo.get("rollouts", "trl") == "ours" and cfg.generation.backend == "vllm":
+        raise ConfigError("algorithm.rollouts=ours samples with our HF backend; with generation=vllm use rollouts=trl")
     forcing = budget_forcing_from_cfg(cfg.generation, max_new_tokens=algo.args.get("max_completion_length"))
     if forcing and cfg.generation.backend == "vllm":
         raise ConfigError("generation.budget_forcing with generation=vllm is not supported for GRPO; use generation=hf")
@@ -58,10 +62,10 @@ def train(ctx: TrainContext) -> None:
         **_vllm_args(cfg.generation),
     )
     forcing = budget_forcing_from_cfg(cfg.generation, max_new_tokens=args.max_completion_length)
+    # Budget forcing: rollouts through our backend (TRL's own generate can't suppress a </think>).
+    ours = forcing or cfg.algorithm.get("rollouts", "trl") == "ours"
     trainer = GRPOTrainer(
-        # Budget forcing: rollouts through our backend (TRL's own generate can't suppress a </think>).
-        rollout_func=budget_forced_rollout(forcing, seed=cfg.seed, batch_size=cfg.generation.batch_size)
-        if forcing else None,
+        rollout_func=backend_rollout(forcing, seed=cfg.seed, batch_size=cfg.generation.batch_size) if ours else None,
         model=ctx.model,
         reward_funcs=reward_funcs,
         args=args,

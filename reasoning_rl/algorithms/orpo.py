@@ -27,7 +27,7 @@ from datasets import Dataset
 from omegaconf import DictConfig
 
 from reasoning_rl.algorithms.common import TrainContext, trainer_kwargs
-from reasoning_rl.algorithms.self_samples import build_pairs, read_rows, sample_and_grade, write_rows
+from reasoning_rl.algorithms.self_samples import CHOSEN, build_pairs, read_rows, sample_and_grade, write_rows
 from reasoning_rl.callbacks.checkpoint import COMPLETE_MARKER, latest_complete_checkpoint
 from reasoning_rl.data.base import Problem
 from reasoning_rl.errors import ConfigError, UserError
@@ -46,6 +46,9 @@ def check_config(cfg: DictConfig) -> None:
         if not isinstance(value, int) or value < least:
             why = ": a pair needs a correct and an incorrect answer to one problem" if key == "samples_per_problem" else ""
             raise ConfigError(f"algorithm.{key} must be an integer >= {least}, got {value!r}{why}")
+    chosen = algo.get("chosen", "self")
+    if chosen not in CHOSEN:
+        raise ConfigError(f"algorithm.chosen={chosen!r} is not one of {list(CHOSEN)}")
     trainer_kwargs(ORPOConfig, cfg, Path("unused"))  # unknown or invalid hparams/args fail here, before loading
 
 
@@ -85,15 +88,21 @@ def round_pairs(ctx: TrainContext, round_: int, round_dir: Path, resume: bool) -
         return saved[0], None
     problems = round_problems(ctx.train_problems, round_, algo.problems_per_round, cfg.seed)
     graded = sample_and_grade(ctx, problems, algo.samples_per_problem, seed=cfg.seed + round_)
-    rows, stats = build_pairs(graded, seed=cfg.seed + round_)
-    log.info("ORPO round %d: %d pairs; %d/%d problems with a correct answer; sample accuracy %.3f",
-             round_, stats["pairs"], stats["problems_with_correct"], stats["problems"], stats["sample_accuracy"])
+    chosen = algo.get("chosen", "self")
+    if chosen != "self" and any(not p.solution for p in problems):
+        raise UserError(f"algorithm.chosen={chosen}: data set {cfg.dataset.name!r} has no reference solutions; "
+                        "use algorithm.chosen=self")
+    rows, stats = build_pairs(graded, seed=cfg.seed + round_, chosen=chosen)
+    log.info("ORPO round %d: %d pairs (%d with the reference solution as chosen); %d/%d problems with a correct "
+             "answer; sample accuracy %.3f", round_, stats["pairs"], stats["pairs_gold_chosen"],
+             stats["problems_with_correct"], stats["problems"], stats["sample_accuracy"])
     if not rows:
         raise UserError(
-            f"ORPO round {round_}: no problem got both a correct and an incorrect answer "
+            f"ORPO round {round_}: no preference pairs (chosen={chosen}) "
             f"({stats['problems_with_correct']}/{stats['problems']} had any correct, "
-            f"{stats['problems_all_correct']}/{stats['problems']} all correct, {algo.samples_per_problem} samples each); "
-            "pairs need both: use more samples_per_problem, a larger problems_per_round, or SFT first"
+            f"{stats['problems_all_correct']}/{stats['problems']} all correct, {algo.samples_per_problem} samples each): "
+            + ("pairs need both: use algorithm.chosen=self_then_gold, more samples_per_problem, a larger "
+               "problems_per_round, or SFT first" if chosen == "self" else "every sample was correct: use harder problems")
         )
     if ctx.run_dir.main:
         write_rows(path, rows, stats)
@@ -128,6 +137,7 @@ def train(ctx: TrainContext) -> None:
                 "train/orpo_pairs": stats["pairs"],
                 "train/orpo_problems_with_correct": stats["problems_with_correct"],
                 "train/orpo_sample_accuracy": stats["sample_accuracy"],
+                "train/orpo_pairs_gold_chosen": stats["pairs_gold_chosen"],
             }, step=steps_done)
         if ctx.preempted:
             return

@@ -66,25 +66,38 @@ def correct_rows(graded: Sequence[dict[str, Any]], keep_per_problem: int = 1) ->
     return rows
 
 
-def build_pairs(graded: Sequence[dict[str, Any]], seed: int) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """One preference pair per problem that has both a correct and an incorrect sample.
+CHOSEN = ("self", "gold", "self_then_gold")
 
-    chosen is a seeded pick among the distinct correct texts, rejected among the distinct incorrect
-    ones (grading is a function of the text, so the two always differ). Returns ORPO rows
-    {prompt, chosen, rejected} (conversational) and counts for logging.
+
+def build_pairs(graded: Sequence[dict[str, Any]], seed: int, chosen: str = "self") -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """One preference pair per problem that has an incorrect sample and something to prefer to it.
+
+    rejected is a seeded pick among the distinct incorrect texts. chosen, by `chosen`:
+    self: a seeded pick among the distinct correct samples (no pair without one);
+    gold: the problem's reference solution, rendered in the prompt's format;
+    self_then_gold: a correct sample where there is one, else the reference solution, so problems the
+    model can't solve yet still give pairs. Returns ORPO rows {prompt, chosen, rejected}
+    (conversational) and counts for logging.
     """
+    if chosen not in CHOSEN:
+        raise ValueError(f"chosen={chosen!r} is not one of {list(CHOSEN)}")
     rng = random.Random(seed)
-    rows = []
+    rows, from_gold = [], 0
     for g in graded:
         good = list(dict.fromkeys(t for t, ok in zip(g["texts"], g["correct"]) if ok))
         bad = list(dict.fromkeys(t for t, ok in zip(g["texts"], g["correct"]) if not ok))
-        if good and bad:
-            rows.append({
-                "prompt": g["problem"].messages,
-                "chosen": _assistant(rng.choice(good)),
-                "rejected": _assistant(rng.choice(bad)),
-            })
-    return rows, {**grading_stats(graded), "pairs": len(rows)}
+        if not bad:
+            continue
+        solution = g["problem"].solution
+        if chosen == "self" or (chosen == "self_then_gold" and good):
+            pick = rng.choice(good) if good else None
+        else:
+            pick = solution
+            from_gold += pick is not None
+        rejected = rng.choice(bad)
+        if pick is not None:
+            rows.append({"prompt": g["problem"].messages, "chosen": _assistant(pick), "rejected": _assistant(rejected)})
+    return rows, {**grading_stats(graded), "pairs": len(rows), "pairs_gold_chosen": from_gold}
 
 
 def write_rows(path: Path, rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> None:

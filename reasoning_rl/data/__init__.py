@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reasoning_rl.data import ai2_arc, arc_agi, gsm8k  # noqa: F401  (register the data sets)
+from reasoning_rl.data import ai2_arc, arc_agi, gsm8k, reasoning_gym  # noqa: F401  (register the data sets)
 from reasoning_rl.data.base import Problem
 from reasoning_rl.data.contamination import check_contamination
 from reasoning_rl.data.registry import DatasetSpec, get_dataset, register_dataset
@@ -21,4 +21,10 @@ def load_problems(dataset_cfg: Mapping[str, Any], prompt_cfg: Mapping[str, Any])
     return problems, dataset_cfg.get("grader") or spec.grader
 
 
-__all__ = ["DatasetSpec", "Problem", "check_contamination", "get_dataset", "load_problems", "register_dataset"]
+def grader_options(dataset_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments the data set's grader needs besides the answer format (e.g. the task to score with)."""
+    spec = get_dataset(dataset_cfg["name"])
+    return spec.grader_options(dataset_cfg) if spec.grader_options else {}
+
+
+__all__ = ["DatasetSpec", "Problem", "check_contamination", "get_dataset", "grader_options", "load_problems", "register_dataset"]

@@ -25,14 +25,16 @@ class DatasetSpec:
     name: str
     load: Loader
     grader: str  # name in reasoning_rl.grading's registry
+    # What the grader needs from the data set's config besides the answer format (a task to score with).
+    grader_options: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
 
 
 _DATASETS: dict[str, DatasetSpec] = {}
 
 
-def register_dataset(name: str, grader: str | None = None):
+def register_dataset(name: str, grader: str | None = None, grader_options=None):
     def decorator(load: Loader) -> Loader:
-        _DATASETS[name] = DatasetSpec(name=name, load=load, grader=grader or name)
+        _DATASETS[name] = DatasetSpec(name=name, load=load, grader=grader or name, grader_options=grader_options)
         return load
 
     return decorator

@@ -1,4 +1,5 @@
-"""GRPO rollouts through our own backend (for budget forcing), via TRL GRPOTrainer's `rollout_func` hook.
+"""GRPO rollouts through our own backend, via TRL GRPOTrainer's `rollout_func` hook: for budget forcing,
+and on request (`algorithm.rollouts=ours`) for our HF backend's speed (shared prefill, LoRA merged on CPU).
 
 TRL calls `rollout(prompts, trainer)` with this process's slice of the batch (each prompt already
 repeated `num_generations` times) and wants one completion per entry: its prompt ids, completion
@@ -26,13 +27,14 @@ def injected_mask(length: int, injected: list[tuple[int, int]]) -> list[int]:
     return mask
 
 
-def budget_forced_rollout(forcing: BudgetForcing, *, seed: int, batch_size: int) -> Callable[[list, Any], dict]:
+def backend_rollout(forcing: BudgetForcing | None, *, seed: int, batch_size: int) -> Callable[[list, Any], dict]:
     def rollout(prompts: list, trainer) -> dict:
         args, tokenizer = trainer.args, trainer.processing_class
         texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
         # The policy as it is now (LoRA adapter included); unwrap DDP's wrapper for plain forward calls.
         model = trainer.accelerator.unwrap_model(trainer.model_wrapped)
-        backend = BudgetForcedBackend(HFBackend(model, tokenizer), forcing)
+        backend = HFBackend(model, tokenizer)
+        backend = BudgetForcedBackend(backend, forcing) if forcing else backend
         # TRL scores these tokens with its own temperature, so sample with exactly its settings.
         params = SamplingParams(
             n=1,
@@ -47,14 +49,14 @@ def budget_forced_rollout(forcing: BudgetForcing, *, seed: int, batch_size: int)
         prompt_ids = backend.encode(texts)
         completions = [per_prompt[0] for per_prompt in backend.generate_ids(prompt_ids, params, progress=False)]
         metrics = getattr(trainer, "_metrics", {}).get("train")  # TRL's per-step log (a private dict of lists)
-        if metrics is not None:
+        if metrics is not None and forcing:
             for name in ("extensions_mean", "thinking_tokens_mean"):
                 metrics[f"budget_forcing/{name}"].append(backend.last_stats[name])
         return {
             "prompt_ids": prompt_ids,
             "completion_ids": [c.token_ids for c in completions],
             "logprobs": None,
-            "env_mask": [injected_mask(len(c.token_ids), c.injected) for c in completions],
+            "env_mask": [injected_mask(len(c.token_ids), c.injected or []) for c in completions],
         }
 
     return rollout

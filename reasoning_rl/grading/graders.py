@@ -304,3 +304,66 @@ class GridGrader:
     def is_correct(self, extracted: str | None, gold: str) -> bool:
         predicted = parse_grid(extracted)
         return predicted is not None and predicted == parse_grid(gold)
+
+
+@register_grader("reasoning_gym")
+class ReasoningGymGrader:
+    """Grades a reasoning-gym task with the task's own verifier, `score_answer`, which gives partial
+    credit in [0, 1] (`score`); an answer is correct at full credit.
+
+    The grader sees the gold answer, not the whole generated entry, so it scores against
+    {"answer": gold}. Tasks whose verifier needs more of the entry (its metadata) are refused when the
+    grader is built: it compares the two on a few generated entries, for the right answer and a wrong one.
+    """
+
+    name = "reasoning_gym"
+
+    def __init__(self, answer_format: str = "answer_tag", fallback: str = "last_number", task: str | None = None,
+                 task_config: dict | None = None):
+        from reasoning_rl.data.reasoning_gym import create
+
+        check_answer_format(answer_format)
+        if fallback not in ("last_number", "none"):
+            raise ConfigError(f"unknown grader fallback {fallback!r}; expected last_number or none")
+        if task is None:
+            raise ConfigError("the reasoning_gym grader needs the task (dataset=reasoning_gym dataset.task=…)")
+        self.answer_format, self.fallback, self.task = answer_format, fallback, task
+        self._task = create(task, task_config or {}, seed=0, size=4)
+        for entry in self._task:
+            for answer in (str(entry["answer"]), f"{entry['answer']}0 x"):
+                try:
+                    alone = self._task.score_answer(answer, {"answer": str(entry["answer"])})
+                except Exception:  # noqa: BLE001 - any failure means the verifier reads more than the answer
+                    alone = None
+                if alone != self._task.score_answer(answer, entry):
+                    raise ConfigError(f"reasoning-gym task {task!r} scores answers with its entries' metadata; "
+                                      "the reasoning_gym grader supports tasks scored from the answer alone")
+
+    def extract(self, completion) -> str | None:
+        text = completion_text(completion)
+        for answer_format in (self.answer_format, *(f for f in ANSWER_FORMATS if f != self.answer_format)):
+            span = extract_answer_span(text, answer_format)
+            if span is not None and span.strip():
+                return self._canonical(span.strip())
+        if self.fallback == "last_number":
+            tokens = _NUMBER_TOKEN.findall(_clean(text))
+            return self._canonical(tokens[-1]) if tokens else None
+        return None
+
+    @staticmethod
+    def _canonical(span: str) -> str:
+        """Plain numbers in one spelling ("7", "7.0", "+7" → "7") so that maj@K counts them as one answer;
+        anything else as written."""
+        if _NUMBER.fullmatch(span.lstrip("+")):
+            value = _number_token(span.lstrip("+"))
+            if value is not None:
+                return canonical_number(value)
+        return span
+
+    def score(self, extracted: str | None, gold: str) -> float:
+        if extracted is None:
+            return 0.0
+        return float(self._task.score_answer(extracted[:_MAX_PARSE_CHARS * 5], {"answer": gold}))
+
+    def is_correct(self, extracted: str | None, gold: str) -> bool:
+        return self.score(extracted, gold) >= 1.0

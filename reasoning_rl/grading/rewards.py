@@ -22,6 +22,16 @@ def correctness(completions, gold, grader: Grader, **kwargs) -> list[float]:
     ]
 
 
+@register_reward("task_score")
+def task_score(completions, gold, grader: Grader, **kwargs) -> list[float]:
+    """The grader's partial credit in [0, 1] where it gives one (reasoning-gym's `score_answer`), else
+    correctness."""
+    score = getattr(grader, "score", None)
+    if score is None:
+        return correctness(completions, gold, grader)
+    return [float(score(grader.extract(completion_text(c)), g)) for c, g in zip(completions, gold, strict=True)]
+
+
 @register_reward("format_strict")
 def format_strict(completions, answer_format: str = "answer_tag", **kwargs) -> list[float]:
     return [float(is_strict_format(completion_text(c), answer_format)) for c in completions]

@@ -5,6 +5,7 @@
     status.json       running | completed | failed (+ error), updated as the run goes
     metrics.jsonl     every logged value, one JSON object per event, appended and flushed
     samples.jsonl     per-problem completions and grades (written whole, atomically)
+    samples_step<N>.jsonl   the same for each in-training evaluation (train job)
     summary.json      final metrics; written last and atomically, so its presence means "done"
 """
 
