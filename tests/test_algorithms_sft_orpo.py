@@ -168,8 +168,8 @@ def test_orpo_without_pairs_is_one_clear_line(tmp_path):
     # One new token can't hold a correct answer: every sample is wrong, so no problem has a pair.
     run_dir = tmp_path / "run"
     result = run_job("train", "algorithm=orpo", "debug=smoke", "dataset.limit=2", "algorithm.samples_per_problem=2",
-                     "generation.max_new_tokens=1", f"hydra.run.dir={run_dir}", timeout=600)
-    assert_one_line_error(result, "ORPO round 1: no problem got both a correct and an incorrect answer", run_dir)
+                     "algorithm.chosen=self", "generation.max_new_tokens=1", f"hydra.run.dir={run_dir}", timeout=600)
+    assert_one_line_error(result, "ORPO round 1: no preference pairs (chosen=self)", run_dir)
     assert "(0/2 had any correct" in result.stderr
 
 
@@ -210,10 +210,10 @@ def test_default_configs_pass_their_checks():
 # ------------------------------------------------------------------------------- data builders
 
 
-def graded(*correct_lists, texts=None):
+def graded(*correct_lists, texts=None, solution=None):
     out = []
     for i, correct in enumerate(correct_lists):
-        problem = Problem(id=f"p{i}", messages=[{"role": "user", "content": f"q{i}"}], gold="1")
+        problem = Problem(id=f"p{i}", messages=[{"role": "user", "content": f"q{i}"}], gold="1", solution=solution)
         out.append({"problem": problem, "texts": texts[i] if texts else [f"p{i} s{j}" for j in range(len(correct))],
                     "correct": list(correct)})
     return out
@@ -224,7 +224,7 @@ def test_build_pairs_one_pair_per_problem_with_both():
     rows, stats = build_pairs(samples, seed=0)
     assert [r["prompt"][0]["content"] for r in rows] == ["q0", "q3"]
     assert stats == {"problems": 4, "problems_with_correct": 3, "problems_all_correct": 1,
-                     "sample_accuracy": 5 / 11, "pairs": 2}
+                     "sample_accuracy": 5 / 11, "pairs": 2, "pairs_gold_chosen": 0}
     for row, sample in zip(rows, (samples[0], samples[3])):
         assert set(row) == {"prompt", "chosen", "rejected"}
         (chosen,), (rejected,) = row["chosen"], row["rejected"]
@@ -263,3 +263,33 @@ def test_round_problems_move_on_and_wrap_around():
     assert set(rounds[0]) | set(rounds[1]) | set(rounds[2]) == {str(i) for i in range(5)}  # 3rd wraps around
     assert rounds == [[p.id for p in orpo.round_problems(problems, r, 2, seed=0)] for r in (1, 2, 3)]
     assert len(orpo.round_problems(problems, 1, 64, seed=0)) == 5  # never the same problem twice in a round
+
+
+@pytest.mark.parametrize("chosen,pairs,from_gold", [("self", ["q0"], 0), ("gold", ["q0", "q1"], 2),
+                                                    ("self_then_gold", ["q0", "q1"], 1)])
+def test_build_pairs_chosen_gold_gives_pairs_for_unsolved_problems(chosen, pairs, from_gold):
+    samples = graded([True, False], [False, False], [True, True], solution="<answer>1</answer>")
+    rows, stats = build_pairs(samples, seed=0, chosen=chosen)
+    assert [r["prompt"][0]["content"] for r in rows] == pairs
+    assert stats["pairs_gold_chosen"] == from_gold
+    for row in rows:
+        ok = dict(zip(*(samples[int(row["prompt"][0]["content"][1:])][k] for k in ("texts", "correct"))))
+        assert not ok[row["rejected"][0]["content"]]
+        assert row["chosen"][0]["content"] == "<answer>1</answer>" or ok[row["chosen"][0]["content"]]
+    if chosen == "self_then_gold":  # a problem with a correct sample keeps its own answer
+        assert rows[0]["chosen"][0]["content"] == "p0 s0"
+
+
+def test_orpo_chosen_is_checked_before_loading():
+    with pytest.raises(ConfigError, match="algorithm.chosen='best'"):
+        orpo.check_config(compose_train("algorithm=orpo", "algorithm.chosen=best"))
+
+
+@pytest.mark.slow
+def test_orpo_smoke_runs_on_default_data(tmp_path):
+    """No hand-picked data seed: chosen=self_then_gold pairs the reference solution with wrong samples."""
+    run_dir = tmp_path / "run"
+    result = run_job("train", "algorithm=orpo", "debug=smoke", f"hydra.run.dir={run_dir}", timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    pairs = json.loads((run_dir / "checkpoints" / "round-1" / "pairs.json").read_text())
+    assert pairs["rows"] and pairs["meta"]["pairs_gold_chosen"] >= 1

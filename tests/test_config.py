@@ -18,10 +18,20 @@ def primary_defaults(name: str) -> set[str]:
     return {next(iter(e)) for e in entries if isinstance(e, dict)}
 
 
+def _picks_training_groups(path: Path) -> bool:
+    import yaml
+
+    if any(g in path.read_text() for g in ("/algorithm", "/peft")):
+        return True
+    bases = [e for e in yaml.safe_load(path.read_text()).get("defaults", []) if isinstance(e, str) and e != "_self_"]
+    return any(_picks_training_groups(path.parent / f"{base}.yaml") for base in bases)
+
+
 def primary_for(group: str, path: Path | None = None) -> str:
     """The primary config that lists the group, else the first one (the group is then added with +).
-    Experiment presets that pick an algorithm belong to the train job."""
-    if group == "experiment" and path is not None and "/algorithm" in path.read_text():
+    Experiment presets that pick an algorithm or a peft setting, themselves or through the presets they
+    inherit from, belong to the train job."""
+    if group == "experiment" and path is not None and _picks_training_groups(path):
         return "train"
     for name in PRIMARY:
         if group in primary_defaults(name):
