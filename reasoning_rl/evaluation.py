@@ -96,6 +96,7 @@ def evaluate(
     completions = backend.generate(list(prompts), sampling, progress=progress)
     seconds = time.perf_counter() - start
 
+    timeouts_before = getattr(grader, "timeouts", 0)  # the grader counts over its lifetime (training evals)
     records = []
     for problem, samples in zip(problems, completions, strict=True):
         record = grade(problem, [c.text for c in samples], grader, answer_format)
@@ -119,6 +120,8 @@ def evaluate(
         "mean_tokens": tokens / max(1, len(records) * sampling.n),
         "truncated_frac": float(np.mean([f == "length" for r in records for f in r["finish_reason"]])),
         "sampling_seconds": seconds,
+        # Answers whose parse ran past the grader's bound and scored 0: non-zero means the metrics undercount.
+        "timeouts": getattr(grader, "timeouts", 0) - timeouts_before,
     }
     if records and "extensions" in records[0]:
         stats["extensions_mean"] = float(np.mean([e for r in records for e in r["extensions"]]))

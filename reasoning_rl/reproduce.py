@@ -12,6 +12,12 @@ the old 95 % CI (expected on GPU). Exit status: the re-run's, 2 for bad input.
 Secrets were redacted when the run was saved: overrides whose value reads `<redacted>` are not
 passed again; the environment (WANDB_API_KEY, HF_TOKEN, …) or a new override must supply them.
 
+A run dir is data, not a script: only the user's own config keys are replayed. A saved override
+that could make the re-run execute something is refused (exit 2, nothing run) unless the same
+override is given again on this command line: a `hydra…` key (callbacks, searchpath, launcher
+targets; where the run was placed is dropped instead), a `_target_`, `trust_remote_code=true`, or
+an `${oc.env:…}` / resolver interpolation (it would read this machine's environment).
+
 A plain argparse CLI: RUN_DIR is a positional path, and the overrides go to the re-run job
 untouched rather than to this command's own config.
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -39,6 +46,10 @@ from reasoning_rl.tracking.run_dir import read_jsonl
 JOBS = ("evaluate", "train")
 # Hydra overrides that only say where and how the original ran: the re-run is one local job.
 _PLACEMENT = ("hydra.run.dir", "hydra.sweep.", "hydra.mode", "hydra/launcher", "hydra.launcher.", "hydra.job.num", "hydra.job.id")
+# Hydra's own config (`hydra.callbacks.*._target_` is instantiated and called), `+hydra@…` included.
+_HYDRA_KEY = re.compile(r"hydra($|[./@])")
+_REMOTE_CODE = re.compile(r"trust_remote_code\W*[=:]\W*(true|yes|on|1)\b", re.IGNORECASE)
+_RESOLVER = re.compile(r"\$\{\s*[\w.]+\s*:")  # ${oc.env:…}, ${oc.create:…}: a plain ${a.b} reference is fine
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -79,6 +90,29 @@ def merge_overrides(saved: Sequence[str], new: Sequence[str]) -> list[str]:
     """The saved overrides with those the user gives again replaced (Hydra refuses a key twice)."""
     replaced = {override_key(o) for o in new}
     return [o for o in saved if override_key(o) not in replaced] + list(new)
+
+
+def unsafe_reason(override: str) -> str | None:
+    """Why a saved override may not be replayed, or None for a plain config value."""
+    if _HYDRA_KEY.match(override_key(override)):
+        return "a hydra key"
+    if "_target_" in override:
+        return "a _target_"
+    if _REMOTE_CODE.search(override):
+        return "trust_remote_code=true"
+    if _RESOLVER.search(override.partition("=")[2]):
+        return "a resolver interpolation"
+    return None
+
+
+def refuse_unsafe(saved: Sequence[str], new: Sequence[str]) -> None:
+    """Refuse the saved overrides that could run code, except those whose key the user gives now
+    (the user's value replaces the saved one, so the user chose what runs)."""
+    given = {override_key(o) for o in new}
+    unsafe = [f"{o} ({reason})" for o in saved if override_key(o) not in given and (reason := unsafe_reason(o))]
+    if unsafe:
+        raise UserError(f"refusing to replay from the run dir: {'; '.join(unsafe)}; "
+                        "give the same override on the command line to run it anyway")
 
 
 def drop_redacted(overrides: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -171,11 +205,12 @@ def plan(run_dir: Path, new_overrides: Sequence[str], out: Path | None) -> tuple
     overrides, redacted = drop_redacted(saved)
     warnings += [f"{o} was redacted when the run was saved and is not passed again; supply it through the "
                  "environment (e.g. WANDB_API_KEY, HF_TOKEN) or as an override" for o in redacted]
-    placement = [o for o in hydra_saved if override_key(o).startswith(_PLACEMENT)]
+    placement = [o for o in [*hydra_saved, *overrides] if override_key(o).startswith(_PLACEMENT)]
     if any(override_key(o) == "hydra.mode" and o.endswith("MULTIRUN") for o in placement):
         warnings.append("the run was one job of a sweep; it is reproduced as a single local run")
-    extra_hydra = [o for o in hydra_saved if o not in placement]
-    overrides = merge_overrides([*overrides, *extra_hydra], [o for o in new_overrides if o not in user_out])
+    saved_rest = [o for o in [*overrides, *hydra_saved] if o not in placement]
+    refuse_unsafe(saved_rest, new_overrides)
+    overrides = merge_overrides(saved_rest, [o for o in new_overrides if o not in user_out])
 
     saved_provenance = _read_json(run_dir / "provenance.json")
     if saved_provenance is None:

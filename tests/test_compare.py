@@ -297,6 +297,18 @@ def test_sweep_dir_members_that_never_started_are_shown(tmp_path):
         load_runs([sweep])
 
 
+def test_a_run_dirs_config_shows_env_interpolations_as_written(tmp_path, monkeypatch):
+    # compare reads a run dir as data: ${oc.env:…} would put this machine's secret into compare.md/csv.
+    monkeypatch.setenv("SECRET_FOR_TEST", "hunter2")
+    path = make_run(tmp_path / "run", recs=records([4] * 4),
+                    config={"logger.api_key": "${oc.env:SECRET_FOR_TEST}", "dataset.seed": "${seed}"})
+    (run,) = load_runs([path])
+    assert run.config["logger.api_key"] == "${oc.env:SECRET_FOR_TEST}" and run.config["dataset.seed"] == 0
+    out = tmp_path / "out"
+    assert compare.main([str(path), str(make_run(tmp_path / "other", recs=records([5] * 4))), "--out", str(out)]) == 0
+    assert not [f for f in out.iterdir() if f.is_file() and "hunter2" in f.read_text(errors="replace")]
+
+
 def test_a_folder_of_run_dirs_expands(three_runs):
     root, _ = three_runs
     assert sorted(r.name for r in load_runs([root])) == ["base", "grpo", "sft"]

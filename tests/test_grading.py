@@ -223,3 +223,126 @@ def test_registry(grader):
     assert isinstance(info.value, ConfigError)  # jobs report it in one line
     with pytest.raises(ValueError, match="already registered"):
         register_grader("gsm8k")(NumericGrader)
+
+
+# ---- bounded parsing: no answer can hang a grader ----
+
+HOSTILE_ANSWERS = [
+    r"\boxed{((9^{999})^{999})^{999}}",
+    r"\boxed{9^{9^{9^{9}}}}",
+    r"\boxed{\sum_{a=1}^{999}\sum_{b=1}^{999}\sum_{c=1}^{999} a b c}",
+    r"\boxed{\prod_{n=1}^{999}\prod_{m=1}^{999} n m}",
+    r"\boxed{\Gamma(10^{9})}",
+    r"\boxed{\operatorname{factorial}(99999999)}",
+    r"\boxed{(10^{9})!}",
+    r"\boxed{" + "1+" * 5000 + "1}",
+]
+
+
+@pytest.mark.parametrize(
+    "text, safe",
+    [(r"2^{10}", True), (r"(2^{10})^{10}", True), (r"\sum_{n=1}^{10} n", True), (r"\frac{1}{2}", True),
+     (r"((9^{999})^{999})^{999}", False), (r"\sum_{n=1}^{9}\sum_{m=1}^{9} nm", False), (r"\prod_{n=1}^{9}\prod_{m=1}^{9} n", False),
+     (r"\Gamma(50)", False), (r"\operatorname{gamma}(5)", False), (r"30!", False)],
+)
+def test_sympy_screen(text, safe):
+    from reasoning_rl.grading import graders
+
+    assert graders._safe_for_sympy(text) is safe
+
+
+def _grade_all(grader, answers, gold):
+    return [grader.is_correct(grader.extract(a), gold) for a in answers]
+
+
+def test_hostile_answers_are_fast_and_incorrect_on_any_thread(grader):
+    import time
+
+    start = time.process_time()
+    assert _grade_all(grader, HOSTILE_ANSWERS, "18") == [False] * len(HOSTILE_ANSWERS)
+    results = []
+    thread = threading.Thread(target=lambda: results.append(_grade_all(grader, HOSTILE_ANSWERS, "18")))
+    thread.start()
+    thread.join(timeout=60)
+    assert results == [[False] * len(HOSTILE_ANSWERS)]
+    assert time.process_time() - start < 5, "the screen lets no hostile answer reach sympy"
+    assert grader.timeouts == 0
+
+
+def test_a_parse_past_the_bound_scores_zero_and_is_counted(grader, monkeypatch):
+    # The screen off: ((9^{999})^{999})^{999} reaches sympy, which would compute a 950-million-digit power.
+    import time
+
+    from reasoning_rl.grading import bounded, graders
+
+    monkeypatch.setattr(graders, "_safe_for_sympy", lambda text: True)
+    monkeypatch.setattr(bounded, "SECONDS", 1.0)
+    assert grader.is_correct(grader.extract(r"\boxed{\frac{1}{2}}"), "0.5")  # the worker started and warm
+    hostile = r"\boxed{((9^{999})^{999})^{999}}"
+    outcomes = []
+
+    def grade():
+        start, cpu = time.monotonic(), time.process_time()
+        extracted = grader.extract(hostile)
+        outcomes.append((extracted, grader.is_correct("((9^{999})^{999})^{999}", "18"),
+                         time.monotonic() - start, time.process_time() - cpu))
+
+    grade()
+    thread = threading.Thread(target=grade)
+    thread.start()
+    thread.join(timeout=120)
+    assert [o[:2] for o in outcomes] == [(None, False), (None, False)]  # scored 0, not the last number 999
+    for _, _, wall, cpu in outcomes:  # two bounds of 1 s and the worker's restarts, not hours
+        assert wall < 60 and cpu < 3, outcomes
+    assert grader.timeouts == 4
+    assert grader.is_correct(grader.extract(r"<answer>\frac{1}{2}</answer>"), "0.5")  # a fresh worker grades on
+
+
+def _grade_half(connection):
+    from reasoning_rl.grading import bounded
+
+    grader = get_grader("gsm8k")
+    connection.send((grader.is_correct(grader.extract(r"\boxed{\frac{1}{2}}"), "0.5"), bounded._CHILD._proc.pid))
+
+
+def test_a_forked_process_starts_its_own_worker(grader):
+    # A DataLoader worker forked after the first parse must not talk to its parent's worker over shared pipes.
+    import multiprocessing
+
+    from reasoning_rl.grading import bounded
+
+    assert grader.is_correct(grader.extract(r"\boxed{\frac{1}{4}}"), "0.25")
+    ours = bounded._CHILD._proc.pid
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_grade_half, args=(send,))
+    child.start()
+    assert receive.poll(120)
+    correct, theirs = receive.recv()
+    assert correct is True and theirs != ours
+    child.join(30)
+    assert child.exitcode == 0
+    assert grader.is_correct(grader.extract(r"\boxed{\frac{3}{4}}"), "0.75")  # the parent's worker still answers
+
+
+def test_evaluation_reports_the_timeouts(grader, monkeypatch):
+    from reasoning_rl import evaluation
+    from reasoning_rl.data.base import Problem
+    from reasoning_rl.generation.base import Completion, SamplingParams
+    from reasoning_rl.grading import bounded, graders
+
+    class Backend:
+        last_stats: dict = {}
+
+        def generate(self, prompts, params, *, progress=True):
+            texts = [r"\boxed{((9^{999})^{999})^{999}}", r"\boxed{\frac{1}{2}}"]
+            return [[Completion(text=t, num_tokens=3, finish_reason="stop") for t in texts] for _ in prompts]
+
+    monkeypatch.setattr(graders, "_safe_for_sympy", lambda text: True)
+    monkeypatch.setattr(bounded, "SECONDS", 1.0)
+    grader.timeouts = 5  # from earlier evaluations: each reports its own
+    result = evaluation.evaluate([Problem(id="p", messages=[], gold="0.5")], ["q"], Backend(), grader,
+                                 eval_cfg={"num_samples": 2, "ks": [1, 2], "bootstrap": {"n_resamples": 10}},
+                                 sampling=SamplingParams(n=2), answer_format="boxed", progress=False)
+    assert result.records[0]["correct"] == [False, True]
+    assert result.stats["timeouts"] == 1 and result.flat()["eval/timeouts"] == 1

@@ -234,7 +234,8 @@ HOSTILE = {
                       "content": [{"type": "text", "text": "\\boxed{" * 5000}, {"type": "image"}]}],
     "empty": "",
 }
-GOLD = {"gsm8k": "18", "numeric": "18", "choice": "B", "grid": "[[1, 2], [3, 4]]"}
+GOLD = {"gsm8k": "18", "numeric": "18", "choice": "B", "grid": "[[1, 2], [3, 4]]", "reasoning_gym": "18"}
+GRADER_ARGS = {"reasoning_gym": {"task": "chain_sum", "task_config": {}}}  # it scores with a task's verifier
 REWARD_SECONDS = 5.0
 
 
@@ -246,7 +247,8 @@ def _score_hostile(name: str, connection) -> None:
     out = []
     for reward in sorted(REWARDS):
         for grader_name in sorted(GRADERS):
-            (func,) = get_reward_funcs([reward], grader=get_grader(grader_name), answer_format="answer_tag")
+            grader = get_grader(grader_name, **GRADER_ARGS.get(grader_name, {}))
+            (func,) = get_reward_funcs([reward], grader=grader, answer_format="answer_tag")
             try:
                 func(prompts=["q"], completions=["<answer>1</answer>"], gold=[GOLD[grader_name]])
             except ConfigError:  # e.g. grid_cells needs a grid grader
@@ -339,6 +341,49 @@ def tiny_tmpfs(tmp_path):
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+class _Payload:
+    """Unpickled, it would create a file: what a crafted checkpoint could do with pickle."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def test_checkpoint_rng_state_round_trips_without_unpickling(tmp_path, caplog):
+    import pickle
+    import random
+
+    import numpy as np
+    import torch
+
+    from reasoning_rl.algorithms.rng_state import load_rng, save_rng
+
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    save_rng(tmp_path)
+    draws = (random.random(), random.gauss(0, 1), np.random.rand(3).tolist(), torch.rand(3).tolist())
+    random.seed(9), np.random.seed(9), torch.manual_seed(9)
+    load_rng(tmp_path)
+    assert (random.random(), random.gauss(0, 1), np.random.rand(3).tolist(), torch.rand(3).tolist()) == draws
+
+    marker = tmp_path / "pwned"
+    torch.save({"torch": _Payload(str(marker)), "cuda": []}, tmp_path / "rng.pt")
+    with pytest.raises(pickle.UnpicklingError):
+        load_rng(tmp_path)
+    assert not marker.exists()
+    (tmp_path / "rng.json").unlink()  # a checkpoint from before rng.json: resumes with fresh RNG, loads nothing
+    with caplog.at_level("WARNING"):
+        load_rng(tmp_path)
+    assert "older checkpoint format" in caplog.text and not marker.exists()
+
+
+def test_every_torch_load_refuses_pickles():
+    calls = [(path, call) for path in (REPO / "reasoning_rl").rglob("*.py")
+             for call in re.findall(r"torch\.load\([^)]*\)", path.read_text())]
+    assert calls and all("weights_only=True" in call for _, call in calls), calls
 
 
 @pytest.mark.parametrize("disk", ["file_size_limit", "full_tmpfs"])

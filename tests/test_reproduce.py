@@ -2,6 +2,7 @@
 about (code and package versions), how it compares summaries; (slow) a real re-run is identical."""
 
 import json
+import subprocess
 from importlib import metadata
 
 import pytest
@@ -51,10 +52,59 @@ def test_redacted_overrides_are_not_passed_again(tmp_path):
 
 def test_a_sweep_member_is_rerun_as_one_local_job(tmp_path):
     run = saved_run(tmp_path / "run", ["seed=2"], job="train", provenance=current_provenance(),
-                    hydra_overrides=["hydra.mode=MULTIRUN", "hydra/launcher=slurm_local", "hydra.sweep.dir=/x", "hydra.job.chdir=false"])
+                    hydra_overrides=["hydra.mode=MULTIRUN", "hydra/launcher=slurm_local", "hydra.sweep.dir=/x"])
     command, _, warnings = reproduce.plan(run, [], tmp_path / "new")
-    assert command[3:] == ["seed=2", "hydra.job.chdir=false", f"hydra.run.dir={tmp_path / 'new'}"]
+    assert command[3:] == ["seed=2", f"hydra.run.dir={tmp_path / 'new'}"]
     assert any("one job of a sweep" in w for w in warnings)
+
+
+UNSAFE = {
+    "hydra.callbacks.pwn._target_=os.system": "a hydra key",
+    "+hydra.callbacks.pwn.command=touch": "a hydra key",
+    "++hydra.searchpath=[file:///tmp/evil]": "a hydra key",
+    "+model.loader={_target_: os.system, command: touch}": "a _target_",
+    "model.trust_remote_code=true": "trust_remote_code=true",
+    "+model.kwargs={trust_remote_code: True}": "trust_remote_code=true",
+    "logger.name=${oc.env:WANDB_API_KEY}": "a resolver interpolation",
+}
+
+
+@pytest.mark.parametrize("override", sorted(UNSAFE))
+def test_a_crafted_run_dir_runs_nothing(override, tmp_path, capsys, monkeypatch):
+    ran = []
+    monkeypatch.setattr(reproduce.subprocess, "run", lambda cmd, *a, **k: ran.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    run = saved_run(tmp_path / "run", ["debug=smoke", override])
+    with pytest.raises(SystemExit) as exc:
+        reproduce.main([str(run), "--out", str(tmp_path / "new")])
+    assert exc.value.code == 2 and ran == [] and not (tmp_path / "new").exists()
+    (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert line.startswith("error: refusing to replay") and f"{override} ({UNSAFE[override]})" in line
+
+
+def test_a_saved_hydra_override_is_refused_unless_given_again(tmp_path):
+    run = saved_run(tmp_path / "run", ["model.trust_remote_code=true"], provenance=current_provenance(),
+                    hydra_overrides=["hydra.job.chdir=false"])
+    with pytest.raises(reproduce.UserError, match=r"model.trust_remote_code=true \(trust_remote_code=true\); hydra.job.chdir=false \(a hydra key\)"):
+        reproduce.plan(run, [], tmp_path / "new")
+    command, _, _ = reproduce.plan(run, ["model.trust_remote_code=true", "hydra.job.chdir=false"], tmp_path / "new")
+    assert command[3:] == ["model.trust_remote_code=true", "hydra.job.chdir=false", f"hydra.run.dir={tmp_path / 'new'}"]
+    command, _, _ = reproduce.plan(run, ["model.trust_remote_code=false", "hydra.job.chdir=false"], tmp_path / "new")
+    assert "model.trust_remote_code=false" in command and "model.trust_remote_code=true" not in command
+
+
+def test_the_run_dirs_config_is_read_without_resolving_the_environment(tmp_path, monkeypatch):
+    from reasoning_rl.comparison.runs import load_config
+
+    monkeypatch.setenv("SECRET_FOR_TEST", "hunter2")
+    run = saved_run(tmp_path / "run", [])
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
+        {"job_name": "evaluate", "seed": 3, "dataset": {"seed": "${seed}"}, "logger": {"key": "${oc.env:SECRET_FOR_TEST}",
+         "copy": "${logger.key}", "path": "out/${oc.env:SECRET_FOR_TEST,x}"}, "loop": "${loop}"}))
+    config = load_config(run)
+    assert config["dataset.seed"] == 3  # a plain reference is followed within the file
+    assert config["logger.key"] == config["logger.copy"] == "${oc.env:SECRET_FOR_TEST}"
+    assert config["logger.path"] == "out/${oc.env:SECRET_FOR_TEST,x}" and config["loop"] == "${loop}"
+    assert "hunter2" not in json.dumps(config)
 
 
 def test_changed_code_and_packages_are_named(tmp_path):

@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 
@@ -81,3 +82,45 @@ def test_only_rank_zero_writes_the_run_dir(tmp_path, monkeypatch):
     run.write_summary({"pass@8": {"mean": 0.5}})
     run.write_samples([{"id": "x"}])
     assert sorted(p.name for p in run.path.iterdir()) == []
+
+
+def test_atomic_writes_use_their_own_temp_file_and_clean_up(tmp_path):
+    from reasoning_rl.tracking.run_dir import write_json_atomic, write_jsonl_atomic
+
+    run = RunDir(tmp_path / "run")
+    victim = tmp_path / "victim"
+    victim.write_text("untouched")
+    (run.path / ".status.json.tmp").symlink_to(victim)  # a fixed temp name would be written through
+    (run.path / ".summary.json.tmp").mkdir()  # or fail on a leftover
+    run.set_status("running")
+    run.write_summary({"pass@8": {"mean": 0.5}})
+    assert victim.read_text() == "untouched"
+    assert json.loads(run.summary_path.read_text())["pass@8"]["mean"] == 0.5
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert run.summary_path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+
+    def rows():
+        yield {"id": "a"}
+        raise RuntimeError("killed mid-write")
+
+    before = sorted(p.name for p in run.path.iterdir())
+    with pytest.raises(RuntimeError):
+        write_jsonl_atomic(run.samples_path, rows())
+    with pytest.raises(ValueError):  # not JSON: the encoder gives up part-way through the file
+        write_json_atomic(run.summary_path, {"x": object()})
+    assert sorted(p.name for p in run.path.iterdir()) == before  # no temp file left behind
+    assert json.loads(run.summary_path.read_text())["pass@8"]["mean"] == 0.5  # the old summary stands
+
+
+def test_read_jsonl_skips_a_truncated_last_line_only(tmp_path, caplog):
+    from reasoning_rl.errors import DataError
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 0}\n{"step": 1}\n{"step": 2, "eval/pa')  # killed while appending
+    with caplog.at_level("WARNING"):
+        assert read_jsonl(path) == [{"step": 0}, {"step": 1}]
+    assert "metrics.jsonl:3" in caplog.text and "truncated" in caplog.text
+    path.write_text('{"step": 0}\n{"step": 1\n{"step": 2}\n')
+    with pytest.raises(DataError, match=r"metrics.jsonl:2 is not JSON"):
+        read_jsonl(path)

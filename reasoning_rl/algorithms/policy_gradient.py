@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file, save_file
@@ -39,6 +38,7 @@ from torch import nn
 from transformers import SchedulerType, get_scheduler
 
 from reasoning_rl import models
+from reasoning_rl.algorithms.rng_state import load_rng, save_rng
 from reasoning_rl.callbacks.checkpoint import COMPLETE_MARKER, CheckpointCallback
 from reasoning_rl.errors import ConfigError
 from reasoning_rl.generation import build_backend, sampling_params_from_cfg
@@ -537,8 +537,7 @@ class PolicyGradientTrainer:
         save_file(self.critic.trainable_state(), folder / "critic.safetensors")
         torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
                    folder / "optimizer.pt")
-        torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, folder / "rng.pt")
+        save_rng(folder)  # rng.pt (tensors) + rng.json: nothing in a checkpoint needs unpickling
         (folder / "trainer_state.json").write_text(json.dumps({**self.state, "global_step": step}, indent=2))
         (folder / COMPLETE_MARKER).write_text("")
         self._drop_old_checkpoints()
@@ -557,15 +556,10 @@ class PolicyGradientTrainer:
 
         load_weights(self.policy, folder)
         self.critic.load_trainable_state(load_file(folder / "critic.safetensors", device=str(self.device)))
-        saved = torch.load(folder / "optimizer.pt", map_location=self.device, weights_only=False)
+        saved = torch.load(folder / "optimizer.pt", map_location=self.device, weights_only=True)
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
-        rng = torch.load(folder / "rng.pt", weights_only=False)
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"]:
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        load_rng(folder)
         self.state = json.loads((folder / "trainer_state.json").read_text())
         log.info("resumed %s at step %d from %s", self.algorithm, self.state["global_step"], folder)
         return int(self.state["global_step"])

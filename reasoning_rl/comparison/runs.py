@@ -10,6 +10,7 @@ A PATH given to compare is one of
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -25,6 +26,10 @@ IGNORED_PREFIXES = ("hydra.",)
 # Sweep statuses that overrule a run dir still saying "running": a job killed by SLURM (out of
 # memory, time limit) never wrote its end; a preempted one waits in the queue.
 _KILLED = {"failed", "cancelled", "requeued", "pending"}
+# A value that is exactly one node reference, `${seed}`: followed within the file. Anything else
+# with `${` (`${oc.env:…}`, other resolvers, `a/${b}`) is shown as written: a run dir is data, and
+# resolving it would read this machine's environment or run a resolver.
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][\w-]*(?:\.[\w-]+)*)\}")
 
 
 @dataclass
@@ -33,7 +38,7 @@ class Run:
     name: str
     status: str  # completed | failed | preempted | running | unknown, or a sweep member's pending/cancelled/…
     error: str | None = None
-    config: dict[str, Any] = field(default_factory=dict)  # flattened, resolved
+    config: dict[str, Any] = field(default_factory=dict)  # flattened, plain references followed
     summary: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> {mean, ci_low, ci_high, n}
     rows: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl
     sweep_group: str | None = None  # the W&B group of the sweep it came from
@@ -69,19 +74,29 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def follow_references(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """`{"a": "${b}", "b": 1}` -> `{"a": 1, "b": 1}`; no resolver runs, the environment is not read."""
+    def value(v: Any) -> Any:
+        for _ in range(len(flat)):  # a chain of references ends, a cycle stays as written
+            match = _REFERENCE.fullmatch(v) if isinstance(v, str) else None
+            if match is None or match.group(1) not in flat:
+                return v
+            v = flat[match.group(1)]
+        return v
+
+    return {k: value(v) for k, v in flat.items()}
+
+
 def load_config(run_dir: Path) -> dict[str, Any]:
-    """The saved `.hydra/config.yaml`, interpolations resolved where they can be, flattened."""
+    """The saved `.hydra/config.yaml`, read without resolving, flattened, plain references followed."""
     from omegaconf import OmegaConf
 
     path = run_dir / ".hydra" / "config.yaml"
     if not path.is_file():
         return {}
-    cfg = OmegaConf.load(path)
-    try:
-        container = OmegaConf.to_container(cfg, resolve=True)
-    except Exception:  # an interpolation that needs Hydra's runtime (${hydra:…}): keep it as written
-        container = OmegaConf.to_container(cfg, resolve=False)
-    return {k: v for k, v in flatten(container).items() if not k.startswith(IGNORED_PREFIXES)}
+    container = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    flat = follow_references(flatten(container))
+    return {k: v for k, v in flat.items() if not k.startswith(IGNORED_PREFIXES)}
 
 
 def _read_json(path: Path) -> Any:

@@ -12,6 +12,7 @@ from math_verify import parse, verify
 
 from reasoning_rl.data.grids import canonical_grid, parse_grid
 from reasoning_rl.errors import ConfigError
+from reasoning_rl.grading import bounded
 from reasoning_rl.grading.answers import ANSWER_FORMATS, check_answer_format, completion_text, extract_answer_span
 
 GRADERS: dict[str, type] = {}
@@ -26,13 +27,17 @@ _GSM8K_MARK = re.compile(r"####\s*([^\n]*)")
 _ANSWER_IS = re.compile(r"\banswer\s*(?:is|:)\s*:?([^\n]*)", re.IGNORECASE)
 _LATEX_WRAPPER = re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox)\s*\{([^{}]*)\}")
 _LATEX_NOISE = (r"\left", r"\right", r"\!", r"\,", r"\;", r"\ ", r"\$", r"\%", "$", "%", r"^\circ", r"^{\circ}")
-# Parsing with sympy has no timeout here (see _sympy_value), so keep its input to answer-sized strings.
+# sympy sees answer-sized strings only; a longer answer is not parsed (math-verify's cost grows with it).
 _MAX_PARSE_CHARS = 200
-# Powers, factorials and binomials can have sympy compute a number with billions of digits (9^{9^{9^9}})
-# inside one C call that no timeout interrupts: only powers with a small literal exponent reach it.
+# Powers, factorials, binomials, Gamma and series can have sympy compute a number with billions of digits
+# (9^{9^{9^9}}, ((9^{999})^{999})^{999}) inside one C call: only powers with small literal exponents whose
+# product (the exponent of a nested power) stays small, and at most one sum or product, reach it. The
+# wall-clock bound of `bounded` catches what the screen misses; the screen keeps it rare.
 _POWER = re.compile(r"\^|\*\*")
-_SMALL_POWER = re.compile(r"(?:\^|\*\*)\s*(?:\{\s*-?\d{1,3}\s*\}|-?\d{1,3}(?![\d.]))")
-_HUGE_OPERATION = re.compile(r"!|\\[dt]?binom|\\choose")
+_SMALL_POWER = re.compile(r"(?:\^|\*\*)\s*(?:\{\s*(-?\d{1,3})\s*\}|(-?\d{1,3})(?![\d.]))")
+_MAX_EXPONENT_PRODUCT = 1000
+_HUGE_OPERATION = re.compile(r"!|\\[dt]?binom|\\choose|(?i:gamma)|factorial")
+_SERIES = re.compile(r"\\(?:sum|prod)(?![a-zA-Z])")
 # No answer has more digits than this; Python also refuses to print integers of over 4300 digits.
 _MAX_DIGITS = 100
 # Exact comparison, with room for answers the model rounded to six places ("0.333333" for 1/3).
@@ -101,28 +106,52 @@ def _number_token(token: str) -> Fraction | None:
 
 
 def _safe_for_sympy(text: str) -> bool:
-    return not _HUGE_OPERATION.search(text) and len(_POWER.findall(text)) == len(_SMALL_POWER.findall(text))
+    if _HUGE_OPERATION.search(text) or len(_SERIES.findall(text)) > 1:
+        return False
+    exponents = _SMALL_POWER.findall(text)
+    if len(_POWER.findall(text)) != len(exponents):
+        return False
+    product = 1
+    for braced, bare in exponents:
+        product *= max(1, abs(int(braced or bare)))
+    return product <= _MAX_EXPONENT_PRODUCT
 
 
-def _sympy_value(text: str) -> Fraction | None:
-    # The signal-based timeouts of math-verify fail outside the main thread (TRL reward workers), hence None,
-    # and _safe_for_sympy keeps out what could run for ever.
+def _sympy_value_unbounded(text: str) -> list[int] | None:
+    """[numerator, denominator] of what math-verify reads in text; runs in the `bounded` child, after
+    _sympy_value screened text. math-verify's signal-based timeouts are off: they fail off the main thread."""
     for candidate in (f"${text}$", text):
-        candidate = candidate[:_MAX_PARSE_CHARS]
-        if not _safe_for_sympy(candidate):
-            return None
-        for parsed in parse(candidate, parsing_timeout=None):
+        for parsed in parse(candidate[:_MAX_PARSE_CHARS], parsing_timeout=None):
             if not isinstance(parsed, sympy.Basic):
                 continue
             try:
                 value = parsed.doit()  # math-verify keeps sums unevaluated: 2 + 3
                 if value.is_Rational:
-                    return _bounded(Fraction(int(value.p), int(value.q)))
-                if value.is_number and value.is_real:
-                    return _bounded(Fraction(Decimal(str(value.evalf(20))).quantize(Decimal("1e-10"))))
+                    fraction = _bounded(Fraction(int(value.p), int(value.q)))
+                elif value.is_number and value.is_real:
+                    fraction = _bounded(Fraction(Decimal(str(value.evalf(20))).quantize(Decimal("1e-10"))))
+                else:
+                    continue
+                return None if fraction is None else [fraction.numerator, fraction.denominator]
             except (TypeError, ValueError, ArithmeticError, AttributeError):
                 continue
     return None
+
+
+def _verify_unbounded(gold: str, extracted: str) -> bool:
+    return bool(verify(parse(gold, parsing_timeout=None), parse(extracted, parsing_timeout=None), timeout_seconds=None))
+
+
+# What the `bounded` child may run, by name.
+UNBOUNDED = {"value": _sympy_value_unbounded, "verify": _verify_unbounded}
+
+
+def _sympy_value(text: str) -> Fraction | None:
+    """The value math-verify reads, within bounded.SECONDS; BoundExceeded past that."""
+    if not all(_safe_for_sympy(c[:_MAX_PARSE_CHARS]) for c in (f"${text}$", text)):
+        return None  # screened here too: no round trip to the child for what it would refuse
+    value = bounded.call("value", text)
+    return None if value is None else Fraction(*value)
 
 
 def number_value(text: str) -> Fraction | None:
@@ -172,6 +201,7 @@ class NumericGrader:
             raise ConfigError(f"unknown grader fallback {fallback!r}; expected last_number or none")
         self.answer_format = answer_format
         self.fallback = fallback
+        self.timeouts = 0  # answers whose parse ran past bounded.SECONDS (scored 0)
 
     def _spans(self, text: str):
         """Candidate answer spans, most trusted first."""
@@ -184,6 +214,13 @@ class NumericGrader:
             yield matches[-1] if matches else None
 
     def extract(self, completion) -> str | None:
+        try:
+            return self._extract(completion)
+        except bounded.BoundExceeded:  # no answer: it scores 0, and evaluation reports the count
+            self.timeouts += 1
+            return None
+
+    def _extract(self, completion) -> str | None:
         text = completion_text(completion)
         for span in self._spans(text):
             value = number_value(span) if span is not None else None
@@ -201,11 +238,16 @@ class NumericGrader:
     def is_correct(self, extracted: str | None, gold: str) -> bool:
         if extracted is None:
             return False
-        predicted, expected = number_value(extracted), number_value(gold)
-        if predicted is None or expected is None:
-            # Not a number after all: leave it to math-verify (no signal timeouts, as in _sympy_value).
-            gold_parsed, predicted_parsed = parse(gold, parsing_timeout=None), parse(extracted, parsing_timeout=None)
-            return verify(gold_parsed, predicted_parsed, timeout_seconds=None)
+        try:
+            predicted, expected = number_value(extracted), number_value(gold)
+            if predicted is None or expected is None:
+                # Not a number after all: leave it to math-verify, bounded like _sympy_value.
+                if len(extracted) > _MAX_PARSE_CHARS or not _safe_for_sympy(extracted):
+                    return False
+                return bool(bounded.call("verify", gold, extracted))
+        except bounded.BoundExceeded:
+            self.timeouts += 1
+            return False
         return abs(predicted - expected) <= _TOLERANCE
 
 

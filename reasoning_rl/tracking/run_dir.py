@@ -11,15 +11,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
+import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from reasoning_rl.errors import UserError
+from reasoning_rl.errors import DataError, UserError
+
+log = logging.getLogger(__name__)
+# The umask, read once: os.umask can only be read by setting it, which races with other threads later.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def _jsonable(value: Any) -> Any:
@@ -30,29 +38,53 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _write_atomic(path: Path, write: Callable[[TextIO], None]) -> None:
+    """Write to a temp file of its own in the same dir, then rename: readers see the old file or the new
+    one, never half of one, and two writers of one path (a requeued task, a late rank) never share a temp."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)  # not mkstemp's 0600: the group may read results
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a kill signal turned exception: no temp file left behind
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
+    def write(f: TextIO) -> None:
         json.dump(data, f, indent=2, default=_jsonable)
         f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+    _write_atomic(path, write)
 
 
 def write_jsonl_atomic(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
+    def write(f: TextIO) -> None:
         for row in rows:
             f.write(json.dumps(row, default=_jsonable) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+    _write_atomic(path, write)
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    """The rows of a JSON-lines file. A last line cut short (the job was killed while appending to
+    metrics.jsonl) is skipped with a warning; a bad line before it is an error naming the line."""
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = [(number, line) for number, line in enumerate(f, 1) if line.strip()]
+    rows = []
+    for index, (number, line) in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except ValueError as exc:
+            if index < len(lines) - 1:
+                raise DataError(f"{path}:{number} is not JSON ({exc}); the file is corrupt") from None
+            log.warning("%s:%d: skipping a truncated last line (the run stopped while writing it)", path, number)
+    return rows
 
 
 def is_main_process() -> bool:
