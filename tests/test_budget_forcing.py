@@ -14,7 +14,7 @@ from reasoning_rl.errors import ConfigError
 from reasoning_rl.generation import (
     BudgetForcedBackend, BudgetForcing, Completion, SamplingParams, budget_forcing_from_cfg, build_backend,
 )
-from reasoning_rl.generation.rollout import budget_forced_rollout, injected_mask
+from reasoning_rl.generation.rollout import backend_rollout, injected_mask
 
 EOS = 0  # the scripted model's end-of-sequence token
 
@@ -224,7 +224,7 @@ def test_grpo_rollout_masks_the_injected_tokens(hf):
         accelerator=SimpleNamespace(unwrap_model=lambda m: m, process_index=0),
         _metrics={"train": defaultdict(list)},
     )
-    rollout = budget_forced_rollout(BudgetForcing(enabled=True, num_extensions=1), seed=0, batch_size=8)
+    rollout = backend_rollout(BudgetForcing(enabled=True, num_extensions=1), seed=0, batch_size=8)
     prompts = [[{"role": "user", "content": "What is 2+3?"}]] * 2 + [[{"role": "user", "content": "Hi"}]] * 2
     out = rollout(prompts, trainer)
     assert len(out["prompt_ids"]) == len(out["completion_ids"]) == len(out["env_mask"]) == 4
@@ -263,7 +263,7 @@ def test_evaluate_job_logs_extensions(tmp_path):
 
 
 @pytest.mark.slow
-def test_grpo_trains_with_budget_forced_rollouts(tmp_path):
+def test_grpo_trains_with_backend_rollouts(tmp_path):
     from reasoning_rl.tracking.run_dir import read_jsonl
     from tests.helpers import run_job
 

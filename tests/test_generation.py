@@ -179,3 +179,28 @@ def test_vllm_without_gpu_is_a_config_error():
     assert str(info.value) == message
     with pytest.raises(ConfigError):
         VLLMBackend("/models/x")
+
+
+def test_lora_is_merged_while_sampling_and_restored_bit_for_bit(model_and_tokenizer, prompts):
+    """On CPU the adapter is folded into the weights while sampling (speed); afterwards every weight is
+    exactly what it was, and greedy tokens match the unmerged adapter's own generate()."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora import LoraLayer
+
+    model, tokenizer = model_and_tokenizer
+    lora = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    before = {n: p.detach().clone() for n, p in lora.named_parameters()}
+    merges = []
+    merge = lora.merge_adapter
+    lora.merge_adapter = lambda *a, **k: (merges.append(1), merge(*a, **k))
+    params = SamplingParams(n=1, max_new_tokens=6, temperature=0.0, seed=0)
+    (ours,) = build_backend({"backend": "hf"}, lora, tokenizer).generate(prompts[:1], params, progress=False)[0]
+    assert merges == [1]
+    assert all(torch.equal(before[n], p) for n, p in lora.named_parameters())
+    assert not any(m.merged for m in lora.modules() if isinstance(m, LoraLayer))
+    ids = tokenizer(prompts[:1], return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        plain = lora.generate(**ids, max_new_tokens=6, do_sample=False)[0, ids["input_ids"].shape[1]:]
+    assert ours.token_ids[: len(plain)] == plain.tolist()[: len(ours.token_ids)]

@@ -56,6 +56,6 @@ def test_preset_learns(algorithm, seed, tmp_path):
 def test_check_fails_when_learning_is_off(tmp_path):
     """Learning rate 0: the policy never moves, so the same check must not pass (step 0 and the end
     sample the same model with the same seed: every difference is 0)."""
-    differences = train("ppo", 0, tmp_path / "run", "hparams.learning_rate=0")
+    differences = train("ppo", 0, tmp_path / "run", "hparams.learning_rate=0", "hparams.max_steps=3")
     assert not learned(differences, alpha=0.01), _explain(differences)
     assert all(abs(d.diff) < 0.05 for d in differences), _explain(differences)
