@@ -100,7 +100,8 @@ def run(cfg: DictConfig) -> dict:
     if run_dir.main:
         k = max(cfg.eval.ks)
         print(format_table(final.summary, f"final eval ({len(ctx.eval_problems)} problems, N={cfg.eval.num_samples})"))
-        print(before_after(read_jsonl(run_dir.metrics_path), ["pass@1", f"pass@{k}", f"maj@{k}", f"majority_correct@{k}"]))
+        if cfg.eval.at_start:  # else there is no "before" in this run to show
+            print(before_after(read_jsonl(run_dir.metrics_path), ["pass@1", f"pass@{k}", f"maj@{k}", f"majority_correct@{k}"]))
         print(f"curves: {png}")
         print(f"run dir: {run_dir.path}")
     return final.summary

@@ -16,7 +16,7 @@ from reasoning_rl.comparison import report, table
 from reasoning_rl.comparison.runs import load_runs, unique_names
 from reasoning_rl.comparison.stats import compare_scores, problem_scores, unpaired_bootstrap
 from reasoning_rl.errors import UserError
-from tests.helpers import run_job
+from tests.helpers import SHORT_TASK, run_job
 
 N = 8
 
@@ -373,14 +373,15 @@ def test_evaluate_checkpoint_of_another_base_model_is_refused(tmp_path):
 @pytest.fixture(scope="module")
 def real_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("compare_real")
-    evaluate = run_job("evaluate", "debug=smoke", "logger=none", f"hydra.run.dir={root / 'base'}")
+    evaluate = run_job("evaluate", "debug=smoke", *SHORT_TASK, "logger=none", f"hydra.run.dir={root / 'base'}")
     assert evaluate.returncode == 0, evaluate.stderr[-3000:]
-    sft = run_job("train", "debug=smoke", "algorithm=sft", "logger=none", f"hydra.run.dir={root / 'sft'}")
+    sft = run_job("train", "debug=smoke", *SHORT_TASK, "algorithm=sft", "logger=none", f"hydra.run.dir={root / 'sft'}")
     assert sft.returncode == 0, sft.stderr[-3000:]
     return root
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("real_runs")  # one worker builds the shared fixture (-n 2 --dist loadgroup)
 def test_compare_two_real_smoke_runs(real_runs):
     out = real_runs / "out"
     result = run_job("compare", str(real_runs / "base"), str(real_runs / "sft"), "--out", str(out), timeout=300)
@@ -402,9 +403,10 @@ def test_compare_two_real_smoke_runs(real_runs):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("real_runs")  # one worker builds the shared fixture (-n 2 --dist loadgroup)
 def test_evaluate_a_trained_run_dir_on_other_problems_and_n(real_runs):
     run_dir = real_runs / "sft_eval"
-    result = run_job("evaluate", "debug=smoke", f"checkpoint={real_runs / 'sft'}", "dataset.limit=2", "dataset.sample=random",
+    result = run_job("evaluate", "debug=smoke", *SHORT_TASK, f"checkpoint={real_runs / 'sft'}", "dataset.limit=2", "dataset.sample=random",
                      "eval.num_samples=4", "eval.ks=[1,4]", "logger=none", f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -413,3 +415,39 @@ def test_evaluate_a_trained_run_dir_on_other_problems_and_n(real_runs):
     comparison = report.build(load_runs([real_runs / "base", run_dir]), n_resamples=200)
     assert any("different problems" in w for w in comparison.warnings)
     assert all(not d.paired for d in comparison.diffs["sft_eval"])
+
+
+# --- comparison.learning: did a run learn? ----------------------------------------------------------
+
+
+def _samples(path, correct_by_problem):
+    rows = [{"id": i, "gold": "1", "completions": ["x"] * len(c), "extracted": ["1" if ok else "2" for ok in c], "correct": c, "format_ok": c} for i, c in enumerate(correct_by_problem)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_learning_differences_compare_the_first_and_last_eval_of_a_run(tmp_path):
+    from reasoning_rl.comparison.learning import learned, learning_differences
+
+    _samples(tmp_path / "samples_step0.jsonl", [[False] * 8] * 40)
+    _samples(tmp_path / "samples_step3.jsonl", [[True, False] * 4] * 40)
+    _samples(tmp_path / "samples_step6.jsonl", [[True] * 8] * 40)
+    (d,) = learning_differences(tmp_path, ["pass@1"], n_resamples=500)
+    assert (d.baseline, d.value, d.diff) == (0.0, 1.0, 1.0) and learned([d])
+    (same,) = learning_differences(tmp_path, ["pass@1"], baseline=tmp_path / "samples_step6.jsonl", n_resamples=500)
+    assert same.diff == 0 and not learned([same])
+
+
+def test_learning_differences_need_a_step_0_or_a_baseline_of_the_same_problems(tmp_path):
+    from reasoning_rl.comparison.learning import learning_differences
+    from reasoning_rl.errors import UserError
+
+    _samples(tmp_path / "samples_step6.jsonl", [[True] * 8] * 4)
+    with pytest.raises(UserError, match="needs samples_step0.jsonl"):
+        learning_differences(tmp_path, ["pass@1"])
+    other = _samples(tmp_path / "base.jsonl", [[False] * 8] * 3)
+    with pytest.raises(UserError, match="different problems"):
+        learning_differences(tmp_path, ["pass@1"], baseline=other)
+    base = _samples(tmp_path / "base.jsonl", [[False] * 8] * 4)
+    (d,) = learning_differences(tmp_path, ["pass@1"], baseline=base, n_resamples=200)
+    assert d.diff == 1.0

@@ -10,7 +10,7 @@ import yaml
 
 from reasoning_rl import reproduce
 from reasoning_rl.tracking.redact import REDACTED
-from tests.helpers import run_job
+from tests.helpers import SHORT_TASK, run_job
 
 
 def saved_run(path, overrides, *, job="evaluate", hydra_overrides=(), provenance=None, summary=None):
@@ -170,7 +170,7 @@ def test_a_failed_rerun_exits_non_zero(tmp_path):
 
 @pytest.mark.slow
 def test_reproducing_a_smoke_evaluation_gives_the_same_summary(tmp_path):
-    tiny = ["debug=smoke", "dataset.limit=2", "eval.num_samples=4", "eval.ks=[1,4]", "logger=none"]
+    tiny = ["debug=smoke", *SHORT_TASK, "dataset.limit=2", "eval.num_samples=4", "eval.ks=[1,4]", "logger=none"]
     original = tmp_path / "original"
     first = run_job("evaluate", *tiny, f"hydra.run.dir={original}")
     assert first.returncode == 0, first.stderr[-3000:]

@@ -124,3 +124,19 @@ def test_read_jsonl_skips_a_truncated_last_line_only(tmp_path, caplog):
     path.write_text('{"step": 0}\n{"step": 1\n{"step": 2}\n')
     with pytest.raises(DataError, match=r"metrics.jsonl:2 is not JSON"):
         read_jsonl(path)
+
+
+def test_eval_curve_skips_step_0_only_when_told():
+    from types import SimpleNamespace
+
+    from reasoning_rl.callbacks.eval_curves import EvalCurveCallback
+
+    for at_start, expected in ((True, [0, 2, 3]), (False, [2, 3])):
+        steps = []
+        callback = EvalCurveCallback(lambda model, step: steps.append(step), every_steps=2, at_start=at_start)
+        state = SimpleNamespace(global_step=0)
+        callback.on_train_begin(None, state, None)
+        for state.global_step in (1, 2, 3):
+            callback.on_step_end(None, state, None)
+        callback.on_train_end(None, state, None)
+        assert steps == expected

@@ -12,11 +12,11 @@ import torch
 from safetensors.torch import load_file
 
 from reasoning_rl.tracking.run_dir import read_jsonl
-from tests.helpers import REPO, run_job
+from tests.helpers import REPO, SHORT_TASK, run_job
 
-# The base model is almost never right at smoke sizes, so correctness alone gives GRPO groups no
-# variance; `parsable_answer` does, so the policy really moves.
-GRPO_SMOKE = ["algorithm=grpo", "debug=smoke", "algorithm.rewards=[correctness,parsable_answer]",
+# `parsable_answer` beside correctness: a group whose answers are all wrong still has variance, so the
+# policy moves at every step.
+GRPO_SMOKE = ["algorithm=grpo", "debug=smoke", *SHORT_TASK, "algorithm.rewards=[correctness,parsable_answer]",
               "algorithm.reward_weights=[1.0,0.5]", "hparams.learning_rate=1e-3", "eval.limit=2"]
 
 

@@ -125,7 +125,7 @@ class TrainContext:
             TrackerCallback(self.tracker, step_offset=step_offset),
             EvalCurveCallback(
                 self.run_eval, self.cfg.eval.every_steps, step_offset=step_offset,
-                preempted=lambda: self.preempted,
+                preempted=lambda: self.preempted, at_start=self.cfg.eval.at_start,
             ),
         ]
 

@@ -496,7 +496,7 @@ class PolicyGradientTrainer:
             ctx.checkpoint_callback = CheckpointCallback()  # installs the SIGTERM/SIGUSR2 handler
         step = saved = self.load_checkpoint(ctx.resume_from) if ctx.resume_from else 0
         every_eval, every_save = ctx.cfg.eval.every_steps, ctx.cfg.checkpoint.every_steps
-        if step == 0:
+        if step == 0 and ctx.cfg.eval.at_start:
             ctx.run_eval(self.policy, 0)
         while step < self.total_steps and not ctx.preempted:  # a signal ends the loop after the current step
             step += 1

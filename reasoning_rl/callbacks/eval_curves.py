@@ -15,12 +15,14 @@ class EvalCurveCallback(TrainerCallback):
         every_steps: int,
         step_offset: int = 0,
         preempted: Callable[[], bool] = lambda: False,
+        at_start: bool = True,
     ):
         self.run_eval = run_eval  # (model, step) -> EvalResult; logs it
         self.every_steps = every_steps
         self.step_offset = step_offset
         self.preempted = preempted  # a preempted job has seconds to save, not minutes to evaluate
         self.last_step: int | None = None
+        self.at_start = at_start
 
     def _eval(self, model, step: int) -> None:
         if step != self.last_step and not self.preempted():
@@ -29,7 +31,7 @@ class EvalCurveCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         # A resumed run already logged the curve up to its checkpoint.
-        if state.global_step == 0 and self.step_offset == 0:
+        if self.at_start and state.global_step == 0 and self.step_offset == 0:
             self._eval(model, 0)
         return control
 

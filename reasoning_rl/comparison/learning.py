@@ -22,13 +22,23 @@ def eval_steps(run_dir: Path) -> list[int]:
     return sorted(int(m.group(1)) for p in Path(run_dir).iterdir() if (m := _STEP_FILE.fullmatch(p.name)))
 
 
-def learning_differences(run_dir: Path, metrics: Sequence[str], *, n_resamples: int = 10000,
-                         seed: int = 0) -> list[Difference]:
-    """Paired differences last eval − first eval (step 0), one per metric."""
+def learning_differences(run_dir: Path, metrics: Sequence[str], *, baseline: Path | None = None,
+                         n_resamples: int = 10000, seed: int = 0) -> list[Difference]:
+    """Paired differences last eval − first eval (step 0), one per metric.
+
+    `baseline`: the base model's samples.jsonl from an evaluate run with the same eval set, seed and
+    generation, for a run trained with eval.at_start=false; it must hold the same problems.
+    """
+    run_dir = Path(run_dir)
     steps = eval_steps(run_dir)
-    if len(steps) < 2 or steps[0] != 0:
+    if baseline is None and (len(steps) < 2 or steps[0] != 0):
         raise UserError(f"{run_dir}: needs samples_step0.jsonl and a later samples_step<N>.jsonl, found steps {steps}")
-    first, last = (read_jsonl(Path(run_dir) / f"samples_step{s}.jsonl") for s in (steps[0], steps[-1]))
+    if not steps:
+        raise UserError(f"{run_dir}: no samples_step<N>.jsonl to compare with {baseline}")
+    last = read_jsonl(run_dir / f"samples_step{steps[-1]}.jsonl")
+    first = read_jsonl(run_dir / f"samples_step{steps[0]}.jsonl") if baseline is None else read_jsonl(Path(baseline))
+    if baseline is not None and sorted(str(r["id"]) for r in first) != sorted(str(r["id"]) for r in last):
+        raise UserError(f"{baseline} and {run_dir} evaluated different problems: not a paired comparison")
     ks = sorted({int(m.split("@")[1]) for m in metrics if "@" in m})
     return compare_scores(problem_scores(first, ks), problem_scores(last, ks), metrics,
                           n_resamples=n_resamples, seed=seed)
