@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 
 
@@ -28,6 +29,11 @@ def exit_on_user_error(main):
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         try:
+            # Hydra saved the config, secrets included, before this line: rewrite it before anything
+            # can fail, so a config error does not leave a secret in .hydra/ or multirun.yaml.
+            from reasoning_rl.tracking.redact import redact_hydra_outputs
+
+            redact_hydra_outputs()
             return main(*args, **kwargs)
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -43,3 +49,15 @@ class Preempted(Exception):
     """The job saved a checkpoint after SIGTERM/SIGUSR2 and stopped; re-running it resumes."""
 
     exit_code = 3
+
+
+class Terminated(SystemExit):
+    """SIGTERM/SIGHUP where nothing saves a checkpoint: the job stops as failed (status.json says
+    so, instead of staying `running`) and exits with 128 + the signal number, as a killed process would."""
+
+    def __init__(self, signum: int):
+        super().__init__(128 + signum)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return f"stopped by {signal.Signals(self.signum).name}"

@@ -13,7 +13,7 @@ from reasoning_rl import models
 from reasoning_rl.cli import run_hydra_job
 from reasoning_rl.data import grader_options, load_problems
 from reasoning_rl.errors import ConfigError, exit_on_user_error
-from reasoning_rl.evaluation import check_eval_config, evaluate
+from reasoning_rl.evaluation import check_eval_config, check_generation_config, evaluate
 from reasoning_rl.generation import budget_forcing_from_cfg, build_backend, sampling_params_from_cfg
 from reasoning_rl.grading import get_grader
 from reasoning_rl.jobs import format_table, job_run
@@ -55,6 +55,7 @@ def build_sampler(cfg: DictConfig, tokenizer):
 
 def run(cfg: DictConfig) -> dict:
     check_eval_config(cfg.eval)  # fail on a bad K or checkpoint before loading anything
+    check_generation_config(cfg.generation, cfg.eval)
     sampling_params_from_cfg(cfg.generation, n=cfg.eval.num_samples, seed=cfg.seed)  # bad sampling settings too
     budget_forcing_from_cfg(cfg.generation)  # a bad generation.budget_forcing fails before anything loads
     check_checkpoint(cfg)

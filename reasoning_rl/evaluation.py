@@ -5,6 +5,7 @@ The evaluate job and the in-training curve callback both call `evaluate`, so the
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from reasoning_rl.errors import ConfigError
 from reasoning_rl.generation.base import GenerationBackend, SamplingParams
 from reasoning_rl.grading import Grader, is_strict_format
 from reasoning_rl.metrics import MODES, compute_problem_scores, summarize, validate_ks
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,10 +49,42 @@ def check_eval_config(eval_cfg: Mapping[str, Any]) -> list[int]:
     limit = eval_cfg.get("limit")  # the train job's eval subset
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise ConfigError(f"eval.limit must be a positive integer or null, got {limit!r}")
+    _check_bootstrap(eval_cfg.get("bootstrap") or {})
     try:
         return validate_ks(list(eval_cfg["ks"]), n)
     except ValueError as exc:
         raise ConfigError(f"eval.ks={list(eval_cfg['ks'])} with eval.num_samples={n}: {exc}") from None
+
+
+def _check_bootstrap(boot: Mapping[str, Any]) -> None:
+    """The CI settings, checked before sampling: bootstrap_ci would refuse them only after it."""
+    n = boot.get("n_resamples", 1000)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ConfigError(f"eval.bootstrap.n_resamples must be an integer >= 1, got {n!r}")
+    confidence = boot.get("confidence", 0.95)
+    if not isinstance(confidence, (int, float)) or isinstance(confidence, bool) or not 0 < confidence < 1:
+        raise ConfigError(f"eval.bootstrap.confidence must be a number in (0, 1), e.g. 0.95, got {confidence!r}")
+
+
+def check_generation_config(gen_cfg: Mapping[str, Any], eval_cfg: Mapping[str, Any]) -> None:
+    """Generation settings that would silently give wrong results: refused, or warned about."""
+    stop = gen_cfg.get("stop_strings")
+    if isinstance(stop, str):  # a string is a sequence of letters: it would stop at each of them
+        raise ConfigError(f"generation.stop_strings={stop} is one string, not a list; write "
+                          f"generation.stop_strings=[{stop}]")
+    if stop is not None and not isinstance(stop, Sequence):
+        raise ConfigError(f"generation.stop_strings must be a list of strings, got {stop!r}")
+    for item in stop or []:
+        if not isinstance(item, str) or not item:  # "" would end every completion at once
+            raise ConfigError(f"generation.stop_strings must hold non-empty strings, got {item!r}")
+    n = eval_cfg.get("num_samples", 1)
+    temperature, top_k = gen_cfg.get("temperature"), gen_cfg.get("top_k")
+    greedy = [f"generation.{name}={value}" for name, value, same in
+              (("temperature", temperature, 0), ("top_k", top_k, 1)) if value is not None and value == same]
+    if greedy and isinstance(n, int) and n > 1:
+        log.warning("%s with eval.num_samples=%d: every sample of a problem is the same (greedy), so pass@K = "
+                    "pass@1 and maj@K = pass@1 for every K; sample with temperature > 0 and top_k != 1, or "
+                    "set eval.num_samples=1", " and ".join(greedy), n)
 
 
 def score_records(records: Sequence[Mapping[str, Any]], ks: Sequence[int], estimator: str) -> dict[str, list[float]]:

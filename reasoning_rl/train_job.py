@@ -12,11 +12,16 @@ from transformers import set_seed
 from reasoning_rl import models
 from reasoning_rl.algorithms import get_algorithm
 from reasoning_rl.algorithms.common import TrainContext
-from reasoning_rl.callbacks.checkpoint import CheckpointCallback, check_resumable, latest_complete_checkpoint
+from reasoning_rl.callbacks.checkpoint import (
+    CheckpointCallback,
+    check_resumable,
+    has_complete_checkpoint,
+    latest_loadable_checkpoint,
+)
 from reasoning_rl.cli import run_hydra_job
 from reasoning_rl.data import check_contamination, grader_options, load_problems
 from reasoning_rl.errors import ConfigError, Preempted, exit_on_user_error
-from reasoning_rl.evaluation import check_eval_config
+from reasoning_rl.evaluation import check_eval_config, check_generation_config
 from reasoning_rl.generation import sampling_params_from_cfg
 from reasoning_rl.grading import get_grader
 from reasoning_rl.jobs import format_table, job_run
@@ -30,6 +35,7 @@ log = logging.getLogger(__name__)
 def check_config(cfg: DictConfig) -> None:
     """Everything that can be wrong with the config, found before a model loads."""
     check_eval_config(cfg.eval)
+    check_generation_config(cfg.generation, cfg.eval)
     sampling_params_from_cfg(cfg.generation, n=cfg.eval.num_samples, seed=cfg.seed)
     if cfg.checkpoint.resume not in ("auto", "never"):
         raise ConfigError(f"checkpoint.resume={cfg.checkpoint.resume!r} is not one of ['auto', 'never']")
@@ -38,6 +44,10 @@ def check_config(cfg: DictConfig) -> None:
                           f"{cfg.algorithm.name} samples with generation=hf")
     if cfg.checkpoint.every_steps < 1:
         raise ConfigError("checkpoint.every_steps must be >= 1")
+    keep = cfg.checkpoint.keep
+    if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:  # 0 would leave no checkpoint to resume
+        raise ConfigError(f"checkpoint.keep must be an integer >= 1 (the newest complete checkpoints kept), "
+                          f"got {keep!r}")
     get_algorithm(cfg.algorithm.name).check_config(cfg)
 
 
@@ -63,7 +73,7 @@ def build_context(cfg: DictConfig, run_dir, tracker) -> TrainContext:
     ctx.checkpoint_callback = CheckpointCallback()
     if cfg.checkpoint.resume == "auto":
         check_resumable(ctx.checkpoint_dir, OmegaConf.to_container(cfg, resolve=True))
-        ctx.resume_from = latest_complete_checkpoint(ctx.checkpoint_dir)
+        ctx.resume_from = latest_loadable_checkpoint(ctx.checkpoint_dir)
         if ctx.resume_from:
             log.info("resuming from %s", ctx.resume_from)
     # Seed before LoRA's random init, so equal configs start from equal adapters (and a resumed
@@ -87,7 +97,10 @@ def before_after(rows: list[dict], metrics: list[str]) -> str:
 def run(cfg: DictConfig) -> dict:
     check_config(cfg)
     algorithm = get_algorithm(cfg.algorithm.name)
-    with job_run(cfg) as (run_dir, tracker):
+    def resuming(run_path: Path) -> bool:  # a re-run that continues: the old curve stays in the run dir
+        return cfg.checkpoint.resume == "auto" and has_complete_checkpoint(run_path / "checkpoints")
+
+    with job_run(cfg, resuming=resuming) as (run_dir, tracker):
         ctx = build_context(cfg, run_dir, tracker)
         algorithm.train(ctx)
         if ctx.preempted:

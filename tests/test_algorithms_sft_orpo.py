@@ -292,3 +292,30 @@ def test_orpo_smoke_runs_on_default_data(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     pairs = json.loads((run_dir / "checkpoints" / "round-1" / "pairs.json").read_text())
     assert pairs["rows"] and pairs["meta"]["pairs_gold_chosen"] >= 1
+
+
+def test_orpo_round_weights_reach_the_disk_before_complete(tmp_path, monkeypatch):
+    from reasoning_rl.callbacks.checkpoint import COMPLETE_MARKER
+    from tests.reliability.disk import assert_synced_before_marker, record_fsyncs
+    from tests.test_ppo_trpo import tiny_lm
+
+    final = tmp_path / "round-1" / "final"
+    synced = record_fsyncs(monkeypatch)
+    orpo.save_round(final, tiny_lm(), round_=1, global_step=3)
+    assert_synced_before_marker(final, synced)
+    assert json.loads((final / "round.json").read_text()) == {"round": 1, "global_step": 3}
+    assert (final / COMPLETE_MARKER).exists() and (final / "adapter_model.safetensors").exists()
+
+
+def test_self_sample_rows_use_a_temp_file_of_their_own(tmp_path):
+    from reasoning_rl.algorithms.self_samples import read_rows, write_rows
+
+    path = tmp_path / "pairs.json"
+    (tmp_path / "pairs.tmp").mkdir()  # the fixed temp name of another writer, or a crash's leftover
+    victim = tmp_path / "victim"
+    victim.write_text("untouched")
+    (tmp_path / ".pairs.json.tmp").symlink_to(victim)
+    write_rows(path, [{"prompt": "q"}], {"pairs": 1})
+    assert read_rows(path) == ([{"prompt": "q"}], {"pairs": 1})
+    assert victim.read_text() == "untouched"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".pairs.json.tmp", "pairs.json", "pairs.tmp", "victim"]

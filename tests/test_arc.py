@@ -418,3 +418,11 @@ def test_grpo_smoke_trains_on_arc_easy(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((run_dir / "status.json").read_text())["status"] == "completed"
     assert "pass@8" in summary_of(run_dir)
+
+
+@pytest.mark.parametrize("cfg", [ai2_cfg(limit=10**6), ai2_cfg(limit=10**6, sample="random"),
+                                 agi_cfg(limit=10**6), agi_cfg(split="training", limit=10**6, sample="random")],
+                         ids=["ai2_first", "ai2_random", "agi_first", "agi_random"])
+def test_limit_above_the_split_size_is_a_config_error(cfg):
+    with pytest.raises(ConfigError, match=r"dataset\.limit=1000000 is more than the \d+ problems"):
+        load_problems(cfg, PROMPT)

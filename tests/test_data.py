@@ -87,3 +87,10 @@ def test_corrupted_file_fails_checksum(tmp_path, monkeypatch):
 
 def test_license_ships_with_the_data():
     assert "MIT" in (registry.bundled_dir("gsm8k") / "LICENSE").read_text()
+
+
+@pytest.mark.parametrize("sample", ["first", "random"])
+def test_limit_above_the_split_size_is_a_config_error(sample):
+    assert len(load_problems(gsm8k_cfg(limit=1319, sample=sample), PROMPT)[0]) == 1319  # exactly all: fine
+    with pytest.raises(ConfigError, match=r"dataset\.limit=1320 is more than the 1319 problems"):
+        load_problems(gsm8k_cfg(limit=1320, sample=sample), PROMPT)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from collections import Counter
 
 import pytest
@@ -107,3 +108,65 @@ def test_bad_input_is_one_clear_line(overrides, message, tmp_path):
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
     assert message in result.stderr
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+# ---- settings that would silently give wrong numbers: refused (or warned about) before the model loads
+
+def _compose(job, *overrides):
+    from hydra import compose, initialize_config_dir
+
+    from tests.helpers import REPO
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(job, ["debug=smoke", "logger=none", *overrides])
+
+
+def _check(job, cfg):
+    """What each job checks before its run dir and model: evaluate_job.run's checks, train's check_config."""
+    if job == "evaluate":
+        from reasoning_rl.evaluate_job import run
+
+        run(cfg)  # raises before job_run (no Hydra runtime here) when the config is refused
+    else:
+        from reasoning_rl.train_job import check_config
+
+        check_config(cfg)
+
+
+@pytest.mark.parametrize("job", ["evaluate", "train"])
+@pytest.mark.parametrize("override,message", [
+    ("generation.stop_strings=END", "generation.stop_strings=[END]"),  # else it stops at E, N or D
+    ("generation.stop_strings=['']", "non-empty"),
+    ("generation.stop_strings=[END,7]", "non-empty strings"),
+    ("eval.bootstrap.n_resamples=0", "eval.bootstrap.n_resamples"),
+    ("eval.bootstrap.n_resamples=2.5", "eval.bootstrap.n_resamples"),
+    ("eval.bootstrap.n_resamples=true", "eval.bootstrap.n_resamples"),
+    ("eval.bootstrap.confidence=1", "eval.bootstrap.confidence"),
+    ("eval.bootstrap.confidence=0", "eval.bootstrap.confidence"),
+    ("eval.bootstrap.confidence=95", "eval.bootstrap.confidence"),
+    ("eval.bootstrap.confidence=-0.5", "eval.bootstrap.confidence"),
+    ("eval.bootstrap.confidence=high", "eval.bootstrap.confidence"),
+])
+def test_silently_wrong_settings_are_config_errors(job, override, message):
+    from reasoning_rl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _check(job, _compose(job, override))
+
+
+@pytest.mark.parametrize("overrides,warned", [
+    (["generation.temperature=0", "eval.num_samples=8", "eval.ks=[1,8]"], "generation.temperature=0"),
+    (["generation.top_k=1", "eval.num_samples=4", "eval.ks=[1,4]"], "generation.top_k=1"),
+    (["generation.temperature=0", "eval.num_samples=1", "eval.ks=[1]"], None),  # one sample: nothing lost
+    (["generation.temperature=0.7", "generation.top_k=0", "eval.num_samples=8", "eval.ks=[1,8]"], None),
+])
+def test_greedy_sampling_with_many_samples_is_warned_about(overrides, warned, caplog):
+    from reasoning_rl.evaluation import check_generation_config
+
+    cfg = _compose("evaluate", *overrides)
+    with caplog.at_level("WARNING"):
+        check_generation_config(cfg.generation, cfg.eval)
+    if warned:
+        assert warned in caplog.text and "pass@K = pass@1" in caplog.text
+    else:
+        assert "pass@K" not in caplog.text

@@ -367,3 +367,80 @@ def test_bad_config_ends_the_job_before_the_model_loads(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: algorithm.max_kl")
+
+
+# ---- checkpoints: on disk before COMPLETE, and resume past a damaged newest one
+
+
+def tiny_ppo(tmp_path, keep=2):
+    """A PPOTrainer around tiny_lm() with just what save_checkpoint / resume use (no rollout backend)."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from reasoning_rl.algorithms.ppo import PPOTrainer
+
+    trainer = PPOTrainer.__new__(PPOTrainer)
+    trainer.ctx = SimpleNamespace(checkpoint_dir=tmp_path / "checkpoints", run_dir=SimpleNamespace(main=True),
+                                  cfg=OmegaConf.create({"checkpoint": {"keep": keep}}))
+    trainer.policy = tiny_lm()
+    trainer.device = trainer.policy.device
+    trainer.critic = Critic("head", trainer.policy)
+    params = [p for p in trainer.policy.parameters() if p.requires_grad] + list(trainer.critic.parameters())
+    trainer.optimizer = torch.optim.AdamW(params, lr=0.1)
+    trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda _: 1.0)
+    trainer.state = {"global_step": 0}
+    return trainer
+
+
+def lora_weights(trainer):
+    return {n: p.detach().clone() for n, p in trainer.policy.named_parameters() if "lora_" in n}
+
+
+def step_weights(trainer, value):
+    with torch.no_grad():
+        for name, p in trainer.policy.named_parameters():
+            if "lora_" in name:
+                p.fill_(value)
+
+
+def test_ppo_checkpoint_reaches_the_disk_before_its_marker(tmp_path, monkeypatch):
+    from tests.reliability.disk import assert_synced_before_marker, record_fsyncs
+
+    trainer = tiny_ppo(tmp_path)
+    synced = record_fsyncs(monkeypatch)
+    trainer.save_checkpoint(1)
+    assert_synced_before_marker(tmp_path / "checkpoints" / "checkpoint-1", synced)
+
+
+@pytest.mark.parametrize("damage", ["truncated_optimizer", "garbled_critic", "trainer_state_not_json",
+                                    "adapter_missing"])
+def test_ppo_resume_falls_back_to_the_previous_checkpoint(damage, tmp_path, caplog):
+    from reasoning_rl.errors import DataError
+
+    trainer = tiny_ppo(tmp_path, keep=3)
+    step_weights(trainer, 0.25)
+    trainer.save_checkpoint(1)
+    at_step_1 = lora_weights(trainer)
+    step_weights(trainer, 0.5)
+    trainer.save_checkpoint(2)
+    newest = tmp_path / "checkpoints" / "checkpoint-2"
+    if damage == "truncated_optimizer":
+        data = (newest / "optimizer.pt").read_bytes()
+        (newest / "optimizer.pt").write_bytes(data[: len(data) // 2])
+    elif damage == "garbled_critic":
+        (newest / "critic.safetensors").write_bytes(b"\x00" * 64)
+    elif damage == "trainer_state_not_json":
+        (newest / "trainer_state.json").write_text('{"global_step": 2')
+    else:
+        (newest / "adapter_model.safetensors").unlink()
+    step_weights(trainer, 0.75)  # the weights of a run that went on
+
+    with caplog.at_level("WARNING"):
+        assert trainer.resume(newest) == 1
+    assert str(newest) in caplog.text and "falling back" in caplog.text
+    assert all(torch.equal(lora_weights(trainer)[n], w) for n, w in at_step_1.items())  # step 1's weights
+
+    (tmp_path / "checkpoints" / "checkpoint-1" / "critic.safetensors").write_bytes(b"")
+    with pytest.raises(DataError, match="no complete checkpoint"):  # not a silent restart from step 0
+        trainer.resume(newest)

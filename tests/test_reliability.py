@@ -424,3 +424,167 @@ def test_train_run_leaves_no_trace_of_secrets(tmp_path):
     for value in [*secrets.values(), "cfg0secret0value"]:
         leaks = [name for name, data in texts.items() if value.encode() in data]
         assert not leaks, f"{value[:6]}… found in {leaks}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints on a disk that loses power, files that no longer read back, rotation, resume fingerprint.
+
+def _crafted_checkpoint(folder: Path, step: int, complete: bool = True) -> Path:
+    """What a checkpoint holds, in each format the loaders read: safetensors, torch.save's zip, JSON."""
+    import torch
+    from safetensors.torch import save_file
+
+    path = folder / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    save_file({"w": torch.full((4,), float(step))}, path / "adapter_model.safetensors")
+    torch.save({"optimizer": {"step": step}}, path / "optimizer.pt")
+    (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    if complete:
+        (path / COMPLETE_MARKER).write_text("")
+    return path
+
+
+DAMAGE = {  # file -> what a crash or a bad disk left of it
+    "truncated_safetensors": ("adapter_model.safetensors", lambda b: b[: len(b) // 2]),
+    "garbage_safetensors": ("adapter_model.safetensors", lambda b: os.urandom(len(b))),
+    "truncated_torch_zip": ("optimizer.pt", lambda b: b[: len(b) - 40]),
+    "empty_torch_file": ("optimizer.pt", lambda b: b""),
+    "json_cut_short": ("trainer_state.json", lambda b: b[:-3]),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_resume_skips_a_damaged_newest_checkpoint(damage, tmp_path, caplog):
+    from reasoning_rl.callbacks.checkpoint import latest_loadable_checkpoint
+
+    _crafted_checkpoint(tmp_path, 10)
+    newest = _crafted_checkpoint(tmp_path, 20)
+    _crafted_checkpoint(tmp_path, 30, complete=False)  # a save the crash interrupted: never a candidate
+    assert latest_loadable_checkpoint(tmp_path) == newest
+    name, spoil = DAMAGE[damage]
+    (newest / name).write_bytes(spoil((newest / name).read_bytes()))
+    with caplog.at_level("WARNING"):
+        assert latest_loadable_checkpoint(tmp_path) == tmp_path / "checkpoint-10"
+    assert "checkpoint-20" in caplog.text and name in caplog.text
+
+
+def test_resume_with_no_loadable_checkpoint_is_an_error_not_a_restart(tmp_path):
+    from reasoning_rl.callbacks.checkpoint import latest_loadable_checkpoint
+    from reasoning_rl.errors import DataError
+
+    assert latest_loadable_checkpoint(tmp_path / "none") is None  # nothing there: a fresh start
+    for step in (1, 2):
+        (_crafted_checkpoint(tmp_path, step) / "optimizer.pt").write_bytes(b"")
+    with pytest.raises(DataError, match="checkpoint.resume=never"):
+        latest_loadable_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("keep", [0, -1, 1, 2, 5, None])
+def test_rotation_never_leaves_zero_complete_checkpoints(keep, tmp_path):
+    from reasoning_rl.callbacks.checkpoint import complete_checkpoints, rotate_checkpoints
+
+    for step in (1, 2, 3, 4):
+        _crafted_checkpoint(tmp_path, step)
+    _crafted_checkpoint(tmp_path, 0, complete=False)  # an old crash leftover
+    _crafted_checkpoint(tmp_path, 5, complete=False)  # being written right now
+    rotate_checkpoints(tmp_path, keep)
+    left = [p.name for p in complete_checkpoints(tmp_path)]
+    expected = 4 if keep is None else min(4, max(1, keep))
+    assert left == [f"checkpoint-{s}" for s in (4, 3, 2, 1)][:expected]
+    assert (tmp_path / "checkpoint-5").exists()  # newer than every complete one: not touched
+    assert (tmp_path / "checkpoint-0").exists() == (keep is None)
+
+
+@pytest.mark.parametrize("keep", ["0", "-2", "1.5", "true", "null"])
+def test_checkpoint_keep_must_leave_a_checkpoint(keep):
+    from hydra import compose, initialize_config_dir
+
+    from reasoning_rl.errors import ConfigError
+    from reasoning_rl.train_job import check_config
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", ["debug=smoke", f"checkpoint.keep={keep}"])
+    with pytest.raises(ConfigError, match=r"checkpoint\.keep must be an integer >= 1"):
+        check_config(cfg)
+
+
+def test_trainer_checkpoint_is_on_disk_before_complete_and_rotated_after(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from reasoning_rl.callbacks.checkpoint import PREEMPTION_SIGNALS, CheckpointCallback, complete_checkpoints
+    from tests.reliability.disk import assert_synced_before_marker, record_fsyncs
+
+    handlers = {sig: signal.getsignal(sig) for sig in PREEMPTION_SIGNALS}
+    callback = CheckpointCallback(keep=1)
+    for sig, handler in handlers.items():  # it installs its own; the test process keeps its handlers
+        signal.signal(sig, handler)
+    args = SimpleNamespace(output_dir=str(tmp_path), should_save=True)
+    _crafted_checkpoint(tmp_path, 1)
+    synced = record_fsyncs(monkeypatch)
+    new = _crafted_checkpoint(tmp_path, 2, complete=False)  # as Trainer leaves it before on_save
+    callback.on_save(args, SimpleNamespace(global_step=2, best_model_checkpoint=None), None)
+    assert_synced_before_marker(new, synced)
+    assert complete_checkpoints(tmp_path) == [new]  # the old one went only once the new one was complete
+
+
+def test_resume_fingerprint_includes_generation_settings(tmp_path, caplog):
+    from reasoning_rl.callbacks.checkpoint import check_resumable
+    from reasoning_rl.errors import ConfigError
+
+    base = {"seed": 0, "hparams": {"learning_rate": 1e-5},
+            "generation": {"temperature": 0.7, "max_new_tokens": 64, "top_p": 1.0, "top_k": 0, "stop_strings": [],
+                           "batch_size": 64, "budget_forcing": {"enabled": False}}}
+    check_resumable(tmp_path, base)
+    for key, value in [("temperature", 1.0), ("max_new_tokens", 32), ("top_k", 5), ("stop_strings", ["END"]),
+                       ("budget_forcing", {"enabled": True})]:
+        with pytest.raises(ConfigError, match=f"generation.{key}"):
+            check_resumable(tmp_path, {**base, "generation": {**base["generation"], key: value}})
+    check_resumable(tmp_path, {**base, "generation": {**base["generation"], "batch_size": 8}})  # throughput only
+    # Checkpoints whose fingerprint predates generation settings still resume (with a warning).
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config_fingerprint.json").write_text(json.dumps({"seed": 0, "hparams.learning_rate": 1e-5}))
+    with caplog.at_level("WARNING"):
+        check_resumable(old, base)
+    assert "generation" in caplog.text
+
+
+# Secrets in runs and sweeps that stop at their config check: what Hydra and submitit saved before
+# the check ran is rewritten too. Every file under the output dirs is read, except submitit's pickles
+# (the job's own input; they are made private instead).
+
+LEAKY_ENV = {"WANDB_API_KEY": "wandb0secret0value0" + "7" * 21, "HF_TOKEN": "hf_secretvalue1234567890"}
+LEAKY_OVERRIDES = ("+logger.api_key=90817263", "+logger.password=cfg0secret0value",
+                   "+logger.base_url=https://me:urlsecret77@wandb.example")
+LEAKED_VALUES = [*LEAKY_ENV.values(), "90817263", "cfg0secret0value", "urlsecret77"]
+
+
+def _leaks(root: Path, outputs: dict[str, str]) -> dict[str, list[str]]:
+    files = [p for p in root.rglob("*") if p.is_file() and p.suffix != ".pkl"]
+    texts = {str(p.relative_to(root)): p.read_bytes() for p in files} | {k: v.encode() for k, v in outputs.items()}
+    return {value: [name for name, data in texts.items() if value.encode() in data] for value in LEAKED_VALUES
+            if any(value.encode() in data for data in texts.values())}
+
+
+def test_failed_config_check_leaves_no_secret_in_the_run_dir(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_forked("train", *TRAIN, *LEAKY_OVERRIDES, "generation.stop_strings=END", f"hydra.run.dir={run_dir}",
+                        out=tmp_path / "log", env=LEAKY_ENV, timeout=240)
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = error_lines(result.stderr)
+    assert "generation.stop_strings=[END]" in line
+    assert (run_dir / ".hydra" / "overrides.yaml").exists(), "Hydra's saved config is there, and checked"
+    assert not _leaks(run_dir, {"stdout": result.stdout, "stderr": result.stderr})
+
+
+def test_failed_sweep_leaves_no_secret_in_the_sweep_dir(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_job("train", "-m", "hydra/launcher=local", *TRAIN, *LEAKY_OVERRIDES, "generation.stop_strings=END",
+                     "seed=0", f"hydra.sweep.dir={sweep}", env=LEAKY_ENV, timeout=300)
+    assert result.returncode == 1, result.stderr[-3000:]  # the member failed; the launcher says so
+    assert "generation.stop_strings=[END]" in result.stdout  # the results table names the member's error
+    assert (sweep / "multirun.yaml").exists() and (sweep / "sweep.json").exists()
+    assert list(sweep.glob("0/.hydra/*.yaml")) and list(sweep.glob(".submitit/*/*_log.err"))
+    assert not _leaks(sweep, {"stdout": result.stdout, "stderr": result.stderr})
+    for pickle in sweep.glob(".submitit/*/*.pkl"):
+        assert pickle.stat().st_mode & 0o077 == 0, f"{pickle} readable by others"

@@ -56,7 +56,7 @@ def trainer_kwargs(config_cls: type, cfg: DictConfig, output_dir: Path, **extra:
         "logging_steps": 1,
         "save_strategy": "steps",
         "save_steps": cfg.checkpoint.every_steps,
-        "save_total_limit": cfg.checkpoint.keep,
+        "save_total_limit": None,  # CheckpointCallback rotates, once the new checkpoint is marked complete
         "use_cpu": not on_gpu,
         "bf16": on_gpu and torch.cuda.is_bf16_supported(),
         "fp16": False,
@@ -120,6 +120,7 @@ class TrainContext:
         if self.checkpoint_callback is None:
             self.checkpoint_callback = CheckpointCallback()
         self.checkpoint_callback.step_offset = step_offset
+        self.checkpoint_callback.keep = self.cfg.checkpoint.keep
         return [
             self.checkpoint_callback,
             TrackerCallback(self.tracker, step_offset=step_offset),

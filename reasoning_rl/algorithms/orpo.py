@@ -28,7 +28,7 @@ from omegaconf import DictConfig
 
 from reasoning_rl.algorithms.common import TrainContext, trainer_kwargs
 from reasoning_rl.algorithms.self_samples import CHOSEN, build_pairs, read_rows, sample_and_grade, write_rows
-from reasoning_rl.callbacks.checkpoint import COMPLETE_MARKER, latest_complete_checkpoint
+from reasoning_rl.callbacks.checkpoint import COMPLETE_MARKER, latest_loadable_checkpoint, mark_complete
 from reasoning_rl.data.base import Problem
 from reasoning_rl.errors import ConfigError, UserError
 
@@ -76,6 +76,13 @@ def load_weights(model, folder: Path) -> None:
         for file in sorted(folder.glob("*.safetensors")):
             state.update(load_file(file))
         model.load_state_dict(state, strict=False)
+
+
+def save_round(final: Path, model, round_: int, global_step: int) -> None:
+    """A round's weights in round-r/final/, marked COMPLETE only once they are on disk."""
+    model.save_pretrained(final)
+    (final / "round.json").write_text(json.dumps({"round": round_, "global_step": global_step}))
+    mark_complete(final)
 
 
 def round_pairs(ctx: TrainContext, round_: int, round_dir: Path, resume: bool) -> tuple[list[dict], dict | None]:
@@ -149,14 +156,12 @@ def train(ctx: TrainContext) -> None:
             processing_class=ctx.tokenizer,
             callbacks=callbacks,
         )
-        checkpoint = latest_complete_checkpoint(round_dir) if resume else None
+        checkpoint = latest_loadable_checkpoint(round_dir) if resume else None
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         if ctx.preempted:
             return
         if ctx.run_dir.main:  # in a multi-process job every rank holds the same weights
-            ctx.model.save_pretrained(final)
-            (final / "round.json").write_text(json.dumps({"round": round_, "global_step": trainer.state.global_step}))
-            (final / COMPLETE_MARKER).write_text("")
+            save_round(final, ctx.model, round_, trainer.state.global_step)
         steps_done += trainer.state.global_step
 
     if finished is not None:  # every round was already done: the final weights, evaluated at the last step

@@ -39,8 +39,14 @@ from transformers import SchedulerType, get_scheduler
 
 from reasoning_rl import models
 from reasoning_rl.algorithms.rng_state import load_rng, save_rng
-from reasoning_rl.callbacks.checkpoint import COMPLETE_MARKER, CheckpointCallback
-from reasoning_rl.errors import ConfigError
+from reasoning_rl.callbacks.checkpoint import (
+    CheckpointCallback,
+    complete_checkpoints,
+    mark_complete,
+    rotate_checkpoints,
+    warn_unloadable,
+)
+from reasoning_rl.errors import ConfigError, DataError, UserError
 from reasoning_rl.generation import build_backend, sampling_params_from_cfg
 from reasoning_rl.grading import REWARDS, get_reward_funcs
 from reasoning_rl.prompts import apply_chat_template
@@ -494,7 +500,7 @@ class PolicyGradientTrainer:
         ctx = self.ctx
         if ctx.checkpoint_callback is None:
             ctx.checkpoint_callback = CheckpointCallback()  # installs the SIGTERM/SIGUSR2 handler
-        step = saved = self.load_checkpoint(ctx.resume_from) if ctx.resume_from else 0
+        step = saved = self.resume(ctx.resume_from) if ctx.resume_from else 0
         every_eval, every_save = ctx.cfg.eval.every_steps, ctx.cfg.checkpoint.every_steps
         if step == 0 and ctx.cfg.eval.at_start:
             ctx.run_eval(self.policy, 0)
@@ -539,17 +545,25 @@ class PolicyGradientTrainer:
                    folder / "optimizer.pt")
         save_rng(folder)  # rng.pt (tensors) + rng.json: nothing in a checkpoint needs unpickling
         (folder / "trainer_state.json").write_text(json.dumps({**self.state, "global_step": step}, indent=2))
-        (folder / COMPLETE_MARKER).write_text("")
-        self._drop_old_checkpoints()
+        mark_complete(folder)  # fsyncs every file, then writes COMPLETE
+        rotate_checkpoints(self.ctx.checkpoint_dir, self.ctx.cfg.checkpoint.keep)
         log.info("saved %s", folder)
         return step
 
-    def _drop_old_checkpoints(self) -> None:
-        keep = self.ctx.cfg.checkpoint.keep
-        done = sorted((int(p.name.split("-")[1]), p) for p in self.ctx.checkpoint_dir.glob("checkpoint-*")
-                      if (p / COMPLETE_MARKER).exists())
-        for _, old in done[:-keep] if keep and keep > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
+    def resume(self, first: Path) -> int:
+        """Load `first` (the newest complete checkpoint), or, if a file of it does not load, the next
+        older complete one; each that fails is named in a warning. Returns the step resumed at."""
+        candidates = [first, *[p for p in complete_checkpoints(self.ctx.checkpoint_dir) if p != first
+                               and int(p.name.split("-")[1]) < int(first.name.split("-")[1])]]
+        for folder in candidates:
+            try:
+                return self.load_checkpoint(folder)
+            except UserError:  # a checkpoint of another setup (critic kind, adapter): not damage
+                raise
+            except Exception as exc:  # noqa: BLE001  (safetensors, torch, json: each its own errors)
+                warn_unloadable(folder, f"{type(exc).__name__}: {str(exc)[:200]}")
+        raise DataError(f"no complete checkpoint in {self.ctx.checkpoint_dir} can be loaded (newest: {first.name}); "
+                        "delete them, or use checkpoint.resume=never to start over")
 
     def load_checkpoint(self, folder: Path) -> int:
         from reasoning_rl.algorithms.orpo import load_weights

@@ -7,7 +7,6 @@ Used by SFT with `source=self` (rejection sampling: keep the correct ones) and b
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 from reasoning_rl.data.base import Problem
 from reasoning_rl.generation import build_backend, sampling_params_from_cfg
 from reasoning_rl.prompts import apply_chat_template
+from reasoning_rl.tracking.run_dir import write_text_atomic
 
 
 def sample_and_grade(ctx, problems: Sequence[Problem], n: int, *, seed: int | None = None) -> list[dict[str, Any]]:
@@ -103,9 +103,8 @@ def build_pairs(graded: Sequence[dict[str, Any]], seed: int, chosen: str = "self
 def write_rows(path: Path, rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> None:
     """Training rows kept next to the checkpoints, so a resumed run trains on the same data."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"meta": meta, "rows": list(rows)}))
-    os.replace(tmp, path)
+    # A temp file of its own: two writers (a requeued task, a late rank) never share one.
+    write_text_atomic(path, json.dumps({"meta": meta, "rows": list(rows)}))
 
 
 def read_rows(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:

@@ -1,37 +1,137 @@
-"""Checkpoints you can trust: marked complete only after Trainer wrote them, saved on preemption
-signals, and refused for resume when they came from a different config."""
+"""Checkpoints you can trust: marked complete only after Trainer wrote them and they reached the disk,
+rotated without ever leaving none, saved on preemption signals, skipped for resume when a file no
+longer reads back, and refused for resume when they came from a different config."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import re
+import shutil
 import signal
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
-from reasoning_rl.errors import ConfigError
+from reasoning_rl.errors import ConfigError, DataError
 
 COMPLETE_MARKER = "COMPLETE"
 PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 # Config sections that decide what a checkpoint contains; logging, eval cadence and checkpoint
-# cadence may change between a run and its resume.
-FINGERPRINT_KEYS = ("model", "dataset", "prompt", "algorithm", "hparams", "peft", "seed")
+# cadence may change between a run and its resume. Generation settings shape the rollouts (and the
+# curve's evals): a resume with another temperature or max_new_tokens would train a different run.
+FINGERPRINT_KEYS = ("model", "dataset", "prompt", "algorithm", "hparams", "peft", "generation", "seed")
+# Throughput only: how many sequences share a forward pass, how much GPU memory vLLM takes.
+NOT_FINGERPRINTED = {"generation.batch_size", "generation.gpu_memory_utilization", "generation.enable_prefix_caching"}
 _STEP = re.compile(r"^checkpoint-(\d+)$")
+log = logging.getLogger(__name__)
+
+
+def complete_checkpoints(folder: Path) -> list[Path]:
+    """The `checkpoint-<step>` dirs of `folder` that carry the COMPLETE marker, newest first."""
+    if not folder.is_dir():
+        return []
+    complete = [(int(m.group(1)), p) for p in folder.iterdir()
+                if (m := _STEP.match(p.name)) and (p / COMPLETE_MARKER).exists()]
+    return [p for _, p in sorted(complete, reverse=True)]
 
 
 def latest_complete_checkpoint(folder: Path) -> Path | None:
-    if not folder.is_dir():
-        return None
-    complete = [
-        (int(m.group(1)), p)
-        for p in folder.iterdir()
-        if (m := _STEP.match(p.name)) and (p / COMPLETE_MARKER).exists()
-    ]
-    return max(complete)[1] if complete else None
+    complete = complete_checkpoints(folder)
+    return complete[0] if complete else None
+
+
+def has_complete_checkpoint(folder: Path) -> bool:
+    """Anything to resume from: a complete checkpoint, or (ORPO) a round's complete final weights."""
+    return folder.is_dir() and any(p.parent.name == "final" or _STEP.match(p.parent.name)
+                                   for p in folder.rglob(COMPLETE_MARKER))
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why a complete checkpoint cannot be loaded (a truncated or garbled file), or None. Reads file
+    headers only: safetensors headers, torch.save's zip directory, JSON."""
+    from safetensors import safe_open
+
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        try:
+            if path.suffix == ".safetensors":
+                with safe_open(str(path), "pt") as f:
+                    f.keys()
+            elif path.suffix in (".pt", ".pth", ".bin"):
+                with zipfile.ZipFile(path) as z:
+                    z.namelist()
+            elif path.suffix == ".json":
+                json.loads(path.read_text())
+        except Exception as exc:  # noqa: BLE001  (each reader has its own error types)
+            return f"{path.name}: {type(exc).__name__}: {str(exc)[:200]}"
+    return None
+
+
+def warn_unloadable(path: Path, problem: str) -> None:
+    log.warning("checkpoint %s cannot be loaded (%s); falling back to the previous complete checkpoint",
+                path, problem)
+
+
+def latest_loadable_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint whose files read back; each newer one that does not is named
+    in a warning. All of them unreadable: an error (resuming from nothing would silently restart)."""
+    complete = complete_checkpoints(folder)
+    for path in complete:
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        warn_unloadable(path, problem)
+    if complete:
+        raise DataError(f"no complete checkpoint in {folder} can be loaded (newest: {complete[0].name}); "
+                        "delete them, or use checkpoint.resume=never to start over")
+    return None
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def mark_complete(folder: Path) -> None:
+    """Write the COMPLETE marker once every file of the checkpoint is on disk: without the fsyncs a
+    power cut can keep the marker (metadata) but lose the data written just before it."""
+    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):  # files, then their dirs
+        if not path.is_symlink():
+            _fsync(path)
+    _fsync(folder)
+    marker = folder / COMPLETE_MARKER
+    with open(marker, "w") as f:
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync(folder)
+    _fsync(folder.parent)
+
+
+def rotate_checkpoints(folder: Path, keep: int | None, protect: Path | None = None) -> None:
+    """Keep the newest `keep` complete checkpoints (at least one, whatever keep says); drop older ones
+    and the incomplete leftovers of crashes that are older than the newest complete one."""
+    if keep is None:
+        return
+    keep = max(1, int(keep))
+    complete = complete_checkpoints(folder)
+    if not complete:
+        return
+    newest = int(_STEP.match(complete[0].name).group(1))
+    stale = complete[keep:] + [p for p in folder.iterdir() if (m := _STEP.match(p.name))
+                               and not (p / COMPLETE_MARKER).exists() and int(m.group(1)) < newest]
+    for old in stale:
+        if protect is None or old.resolve() != protect.resolve():
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
@@ -44,7 +144,8 @@ def _flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def fingerprint(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in _flatten({k: config.get(k) for k in FINGERPRINT_KEYS}).items()}
+    flat = _flatten({k: config.get(k) for k in FINGERPRINT_KEYS})
+    return {k: v for k, v in flat.items() if k not in NOT_FINGERPRINTED}
 
 
 def check_resumable(folder: Path, config: Mapping[str, Any]) -> None:
@@ -54,7 +155,14 @@ def check_resumable(folder: Path, config: Mapping[str, Any]) -> None:
     current = fingerprint(config)
     if path.exists():
         saved = json.loads(path.read_text())
-        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        # A fingerprint written before a section was part of it says nothing about that section.
+        recorded = {k.split(".", 1)[0] for k in saved}
+        unrecorded = sorted({k.split(".", 1)[0] for k in current} - recorded)
+        if unrecorded:
+            log.warning("%s was recorded without %s: those settings are not checked on this resume", path,
+                        ", ".join(unrecorded))
+        changed = sorted(k for k in set(saved) | set(current)
+                         if k.split(".", 1)[0] in recorded and saved.get(k) != current.get(k))
         if changed:
             shown = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed[:3])
             raise ConfigError(
@@ -76,9 +184,10 @@ class CheckpointCallback(TrainerCallback):
     save happens at the end of the current optimizer step, where the state is consistent.
     """
 
-    def __init__(self, step_offset: int = 0):
+    def __init__(self, step_offset: int = 0, keep: int | None = None):
         self.preempted = False
         self.step_offset = step_offset
+        self.keep = keep  # newest complete checkpoints kept (None: all); see rotate_checkpoints
         for sig in PREEMPTION_SIGNALS:
             signal.signal(sig, self._request_stop)
 
@@ -93,6 +202,10 @@ class CheckpointCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if path.is_dir():
-            (path / COMPLETE_MARKER).write_text("")
+        if path.is_dir() and getattr(args, "should_save", True):  # the process(es) that wrote it
+            mark_complete(path)
+            # Rotation here, after the marker, not in Trainer (save_total_limit): Trainer drops the old
+            # ones before this marker exists, which leaves no complete checkpoint for a moment.
+            best = state.best_model_checkpoint
+            rotate_checkpoints(Path(args.output_dir), self.keep, protect=Path(best) if best else None)
         return control

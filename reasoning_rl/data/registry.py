@@ -102,15 +102,20 @@ def load_hub_rows(hub_id: str, hub_config: str | None, split: str) -> list[dict]
 
 
 def select_rows(rows: list, *, limit: int | None, sample: str = "first", seed: int = 0) -> list:
-    """The first `limit` rows, or a seeded random subset of `limit` rows kept in file order."""
+    """The first `limit` rows, or a seeded random subset of `limit` rows kept in file order; a limit
+    above the number of rows is an error."""
     if limit is None:
         return rows
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise ConfigError(f"dataset.limit must be a positive integer or null, got {limit!r}")
+    # Fewer problems than asked for would be a smaller eval than the one named (none at all: load_problems says so).
+    if rows and limit > len(rows):
+        raise ConfigError(f"dataset.limit={limit} is more than the {len(rows)} problems of this split (for the train "
+                          f"job's evaluation: eval.limit); ask for at most {len(rows)}, or null for all")
     if sample == "first":
         return rows[:limit]
     if sample == "random":
-        keep = sorted(random.Random(seed).sample(range(len(rows)), min(limit, len(rows))))
+        keep = sorted(random.Random(seed).sample(range(len(rows)), limit))
         return [rows[i] for i in keep]
     raise ConfigError(f"dataset.sample={sample!r} is not one of ['first', 'random']")
 

@@ -50,7 +50,14 @@ from omegaconf import OmegaConf, open_dict
 
 from reasoning_rl.errors import Preempted, UserError
 from reasoning_rl.launching import distributed, manifest, requeue
-from reasoning_rl.tracking.redact import redact_config, redact_override
+from reasoning_rl.tracking.redact import (
+    redact_config,
+    redact_override,
+    redact_text,
+    redact_text_file,
+    redact_yaml_files,
+    secrets_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -169,21 +176,50 @@ def _first_error_line(text: str) -> str:
     return lines[-1] if lines else "unknown error"
 
 
-class _ErrorLineTee:
-    """Stands in for sys.stderr in a job: writes through, and remembers the last `error: ...` line."""
+class _RedactingStream:
+    """Stands in for sys.stdout / sys.stderr in a job: writes through, secrets redacted."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, secrets: Sequence[str] = ()):
         self._stream = stream
+        self._secrets = list(secrets)
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact_text(text, self._secrets))
+        return len(text)  # what the caller wrote, whatever redaction made of it
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _ErrorLineTee(_RedactingStream):
+    """sys.stderr in a job: also remembers the last `error: ...` line."""
+
+    def __init__(self, stream, secrets: Sequence[str] = ()):
+        super().__init__(stream, secrets)
         self.last: str | None = None
 
     def write(self, text: str) -> int:
         for line in text.splitlines():
             if line.startswith("error: "):
-                self.last = line[len("error: "):]
-        return self._stream.write(text)
+                self.last = redact_text(line[len("error: "):], self._secrets)
+        return super().write(text)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
+
+def redact_submitit_files(folder: str | Path, secrets: Sequence[str]) -> None:
+    """submitit's sbatch scripts and job logs, rewritten without secrets. Its pickles (`*.pkl`) cannot
+    be (the job unpickles its config from them): they are made readable by their owner only."""
+    from submitit.core.utils import JobPaths
+
+    root = JobPaths.get_first_id_independent_folder(folder)
+    if not root.is_dir():
+        return
+    for path in root.rglob("*"):
+        if not path.is_file() or path.is_symlink():
+            continue
+        if path.name.endswith(("_submission.sh", "_log.out", "_log.err")):
+            redact_text_file(path, secrets)
+        elif path.suffix == ".pkl":
+            path.chmod(0o600)
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,6 +300,9 @@ class _SweepLauncher:
         assert self.config is not None and self.hydra_context is not None
         start = time.monotonic()
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).absolute()
+        # Hydra wrote multirun.yaml (the command line, secrets included) just before calling this.
+        secrets = secrets_of([o for overrides in job_overrides for o in overrides])
+        redact_yaml_files([sweep_dir / "multirun.yaml"], [o for overrides in job_overrides for o in overrides])
         try:
             self._preflight()
             executor = self._executor()
@@ -284,6 +323,7 @@ class _SweepLauncher:
             job_params.append((list(overrides), "hydra.sweep.dir", num, f"job_id_for_{num}", Singleton.get_state()))
 
         jobs = self._submit(executor, job_params)
+        redact_submitit_files(executor.folder, secrets)  # the sbatch script (setup lines, parameters)
         for member, job in zip(members, jobs):
             member["job_id"] = str(job.job_id)
         array_id = str(jobs[0].job_id).split("_", 1)[0]
@@ -318,7 +358,10 @@ class _SweepLauncher:
                               status=JobStatus.COMPLETED, _return_value=m["job_id"])
                     for o, m in zip(job_overrides, members)]
         sys.stdout.flush()
-        return self._wait(jobs, job_overrides, sweep_dir)
+        try:
+            return self._wait(jobs, job_overrides, sweep_dir)
+        finally:  # every job has ended: their logs can be rewritten
+            redact_submitit_files(executor.folder, secrets)
 
     def _submit(self, executor, job_params: list) -> list:
         """executor.map_array: one sbatch array. If sbatch refuses it, one line and exit 2, and the
@@ -377,7 +420,10 @@ class _SweepLauncher:
         os.environ[requeue.MAX_REQUEUES_ENV] = str(self.max_requeues)
         if self._EXECUTOR == "slurm":
             distributed.export_torch_env()
-        tee = _ErrorLineTee(sys.stderr)
+        # What the job prints lands in submitit's log files: keep secrets out as it is written.
+        secrets = secrets_of(list(sweep_overrides))
+        tee = _ErrorLineTee(sys.stderr, secrets)
+        stdout, sys.stdout = sys.stdout, _RedactingStream(sys.stdout, secrets)
         sys.stderr = tee
         try:
             return super().__call__(sweep_overrides, job_dir_key, job_num, job_id, singleton_state)  # type: ignore[misc]
@@ -394,7 +440,7 @@ class _SweepLauncher:
                 raise  # requeued at exit: no result file, so a waiting launcher keeps waiting for the rerun
             raise JobExitError(tee.last or f"the job exited with status {code}") from None
         finally:
-            sys.stderr = tee._stream
+            sys.stderr, sys.stdout = tee._stream, stdout
 
 
 class SweepSlurmLauncher(_SweepLauncher, SlurmLauncher):

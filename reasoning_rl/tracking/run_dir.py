@@ -7,6 +7,7 @@
     samples.jsonl     per-problem completions and grades (written whole, atomically)
     samples_step<N>.jsonl   the same for each in-training evaluation (train job)
     summary.json      final metrics; written last and atomically, so its presence means "done"
+    stale-<time>/     results of an earlier run in the same dir, moved aside when a job starts anew
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ def _write_atomic(path: Path, write: Callable[[TextIO], None]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_text_atomic(path: Path, text: str, errors: str = "strict") -> None:
+    """`errors="surrogateescape"` writes back bytes that were read that way (a log that is not UTF-8)."""
+    data = text.encode("utf-8", errors)
+    _write_atomic(path, lambda f: (f.flush(), f.buffer.write(data)))
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -138,6 +145,32 @@ class RunDir:
             return path
         write_jsonl_atomic(path, records)
         return path
+
+    def set_aside_stale(self, resuming: bool) -> Path | None:
+        """Move an earlier run's results into `stale-<time>/` as a job starts in its dir, so a crash
+        of this one never leaves it looking finished with the old numbers. A resumed run keeps its
+        metrics and per-step samples (the curve goes on); its final summary and samples are redone."""
+        if not self.main:
+            return None
+        names = ["summary.json", "samples.jsonl"]
+        if not resuming:
+            names += ["metrics.jsonl", "eval_curves.png"]
+            names += sorted(p.name for p in self.path.glob("samples_step*.jsonl"))
+        found = [self.path / name for name in names if (self.path / name).exists()]
+        if not found:
+            return None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        folder = self.path / f"stale-{stamp}"
+        for n in range(1, 1000):  # two starts within a second (a quick failure, then a re-run)
+            if not folder.exists():
+                break
+            folder = self.path / f"stale-{stamp}-{n}"
+        folder.mkdir()
+        for path in found:
+            os.replace(path, folder / path.name)
+        log.warning("%s held results of an earlier run (%s): moved to %s", self.path,
+                    ", ".join(p.name for p in found), folder.name)
+        return folder
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
         if not self.main:
