@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 import importlib.util
 import logging
 import os
@@ -183,24 +185,62 @@ def load_model_and_tokenizer(
     return load_model(cfg, device=device), load_tokenizer(cfg)
 
 
-def apply_peft(model, peft_cfg: Any):
+_PEFT_KEYS = ("name", "r", "alpha", "dropout", "target_modules", "bias")
+
+
+def check_peft_config(peft_cfg: Any) -> None:
+    """peft's settings, checked before any weights load (peft itself would say so in a traceback, later)."""
     name = _get(peft_cfg, "name", "none")
-    if name == "none":
-        return model
-    if name != "lora":
+    if name not in ("lora", "none"):
         raise ConfigError(f"peft.name must be 'lora' or 'none', got {name!r}")
+    if name == "none":
+        return
+    for key in (peft_cfg or {}):
+        if key not in _PEFT_KEYS:
+            near = difflib.get_close_matches(str(key), _PEFT_KEYS, n=1) or [
+                k for k in _PEFT_KEYS if str(key).startswith(k) or k.startswith(str(key))]  # rank -> r
+            raise ConfigError(f"peft.{key} is not a LoRA setting{f' (did you mean peft.{near[0]}?)' if near else ''}; "
+                              f"known: {', '.join(_PEFT_KEYS)}")
+    r, alpha, dropout = _get(peft_cfg, "r", 16), _get(peft_cfg, "alpha", 32), _get(peft_cfg, "dropout", 0.0)
+    if not isinstance(r, int) or isinstance(r, bool) or r < 1:
+        raise ConfigError(f"peft.r (the LoRA rank) must be an integer >= 1, got {r!r}")
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or alpha <= 0:
+        raise ConfigError(f"peft.alpha must be a number > 0, got {alpha!r}")
+    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
+        raise ConfigError(f"peft.dropout must be in [0, 1), got {dropout!r}")
+    if _get(peft_cfg, "bias", "none") not in ("none", "all", "lora_only"):
+        raise ConfigError(f"peft.bias must be none, all or lora_only, got {_get(peft_cfg, 'bias')!r}")
+    targets = _get(peft_cfg, "target_modules", "all-linear")
+    if not (isinstance(targets, str) or (_is_list(targets) and targets and all(isinstance(t, str) for t in targets))):
+        raise ConfigError(f"peft.target_modules must be 'all-linear' or a list of module names, got {targets!r}")
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig"
+
+
+def apply_peft(model, peft_cfg: Any):
+    check_peft_config(peft_cfg)
+    if _get(peft_cfg, "name", "none") == "none":
+        return model
     from peft import LoraConfig, get_peft_model
 
     targets = _get(peft_cfg, "target_modules", "all-linear")
+    targets = targets if isinstance(targets, str) else list(targets)
     config = LoraConfig(
         r=int(_get(peft_cfg, "r", 16)),
-        lora_alpha=int(_get(peft_cfg, "alpha", 32)),
+        lora_alpha=_get(peft_cfg, "alpha", 32),
         lora_dropout=float(_get(peft_cfg, "dropout", 0.0)),
-        target_modules=targets if isinstance(targets, str) else list(targets),
+        target_modules=targets,
         bias=str(_get(peft_cfg, "bias", "none")),
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    try:
+        return get_peft_model(model, config)
+    except ValueError as exc:  # a module name the model doesn't have: name the ones it does
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise ConfigError(f"peft.target_modules={targets}: {str(exc).splitlines()[0]} "
+                          f"This model's linear modules: {', '.join(linear)}") from exc
 
 
 def find_adapter(path: str | Path) -> Path:

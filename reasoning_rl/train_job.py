@@ -36,6 +36,7 @@ def check_config(cfg: DictConfig) -> None:
     """Everything that can be wrong with the config, found before a model loads."""
     check_eval_config(cfg.eval)
     check_generation_config(cfg.generation, cfg.eval)
+    models.check_peft_config(cfg.peft)
     sampling_params_from_cfg(cfg.generation, n=cfg.eval.num_samples, seed=cfg.seed)
     if cfg.checkpoint.resume not in ("auto", "never"):
         raise ConfigError(f"checkpoint.resume={cfg.checkpoint.resume!r} is not one of ['auto', 'never']")

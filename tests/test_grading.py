@@ -129,10 +129,26 @@ def test_boxed_format(text, strict, soft):
         ("So 3 + 4 makes it. The answer is 7.", "7"),
         ("The temperature falls to x = -3 degrees.", "-3"),
         ("9-3", "3"),  # a minus after a digit is a subtraction, not a sign
+        ("<answer>1e3</answer>", "1000"),  # an exponent belongs to its number: not 1
+        ("The answer is 2.5E-3.", "0.0025"),
+        ("x = 1,2,3", "3"),  # a list, not the decimal 1.2 math-verify reads: the last number, as flexible-extract
     ],
 )
 def test_gsm8k_extract(grader, completion, expected):
     assert grader.extract(completion) == expected
+
+
+@pytest.mark.parametrize("text", ["1,2,3", "3, 4", "1e999999999", "-1.5, 2"])
+def test_lists_and_unwritable_numbers_state_no_number(text):
+    from reasoning_rl.grading.graders import number_value
+
+    assert number_value(text) is None
+
+
+def test_a_listed_answer_is_not_a_number_without_the_fallback():
+    grader = get_grader("gsm8k", fallback="none")
+    assert grader.extract("<answer>1,2,3</answer>") is None
+    assert not grader.is_correct(grader.extract("<answer>1,2</answer>"), "1.2")
 
 
 def test_answer_span_beats_numbers_elsewhere(grader):

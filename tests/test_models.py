@@ -128,3 +128,15 @@ def test_apply_peft(embedded_path):
     assert 0 < trainable < sum(p.numel() for p in peft_model.parameters()) // 100
     with pytest.raises(ConfigError):
         models.apply_peft(model, {"name": "qlora-xl"})
+    with pytest.raises(ConfigError, match=r"peft.target_modules=\['q_prj'\]: .*linear modules: .*q_proj"):
+        models.apply_peft(models.load_model(EMBEDDED, device="cpu"), {"name": "lora", "target_modules": ["q_prj"]})
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"r": 0}, "peft.r"), ({"r": "16"}, "peft.r"), ({"alpha": -1}, "peft.alpha"), ({"dropout": 1.5}, "peft.dropout"),
+    ({"bias": "some"}, "peft.bias"), ({"target_modules": []}, "peft.target_modules"),
+    ({"rank": 8}, r"peft.rank is not a LoRA setting \(did you mean peft.r"),
+])
+def test_peft_settings_are_checked_before_any_weights_load(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        models.check_peft_config({"name": "lora", **settings})

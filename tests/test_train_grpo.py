@@ -89,6 +89,7 @@ def test_preempted_run_resumes_to_the_same_result(tmp_path):
         (["+algorithm.args.no_such_option=1"], "no_such_option"),
         (["algorithm.rewards=[correctness,nope]", "algorithm.reward_weights=[1,1]"], "nope"),
         (["algorithm=nonexistent"], "algorithm"),
+        (["peft.r=0"], "peft.r (the LoRA rank) must be an integer >= 1"),
     ],
 )
 def test_bad_training_config_is_one_clear_line(overrides, message, tmp_path):

@@ -107,7 +107,11 @@ def _serve() -> None:
 
     hard = resource.getrlimit(resource.RLIMIT_AS)[1]
     resource.setrlimit(resource.RLIMIT_AS, (_MEMORY_BYTES if hard == resource.RLIM_INFINITY else min(hard, _MEMORY_BYTES), hard))
-    UNBOUNDED["value"]("\\frac{1}{2}")  # warm latex2sympy up before the first answer's bound starts
+    # Warm latex2sympy, equations and verify up before the first answer's bound starts: their first call
+    # imports and compiles for ~1 s, which on a loaded machine alone ran past SECONDS.
+    UNBOUNDED["value"]("\\frac{1}{2}")
+    UNBOUNDED["value"]("9 * 2 = 18")
+    UNBOUNDED["verify"]("\\frac{1}{2}", "0.5")
     protocol.write("ready\n")
     protocol.flush()
     cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]

@@ -17,9 +17,13 @@ from reasoning_rl.grading.answers import ANSWER_FORMATS, check_answer_format, co
 
 GRADERS: dict[str, type] = {}
 
-# A number may carry a sign only where it cannot be a subtraction ("9-3" is 9 and 3), and commas count only as
-# thousands separators ("1,080"), so lists such as "3,4" stay two numbers.
-_NUMBER = re.compile(r"(?<![\w.])(?:-?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|-?\.\d+)")
+# A number may carry a sign only where it cannot be a subtraction ("9-3" is 9 and 3), commas count only as
+# thousands separators ("1,080"), so lists such as "3,4" stay two numbers, and an exponent belongs to its
+# number ("1e3" is 1000, not 1).
+_NUMBER = re.compile(r"(?<![\w.])(?:-?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|-?\.\d+)(?:[eE][-+]?\d+(?!\w|\.\d))?")
+# "1,2,3" or "3, 4": a list of numbers states no single answer (math-verify would read 1,2 as 1.2).
+_NUMBER_LIST = re.compile(r"\s*-?[\d.]+(?:\s*,\s*-?[\d.]+)+\s*")
+_LIST_COMMA = re.compile(r"\d,(?!\d{3}(?!\d))\s*\d|\d\s+,\s*\d|\d,\s+\d")
 # What flexible extraction may take as "the last number": fractions count as one number, not two.
 _NUMBER_TOKEN = re.compile(r"-?\\frac\s*\{[^{}]*\}\s*\{[^{}]*\}|-?\\frac\d\d|" + _NUMBER.pattern + r"(?:\s*/\s*\d+)?")
 _PLAIN_FRACTION = re.compile(r"\s*(-?\d+)\s*/\s*(\d+)\s*")
@@ -100,9 +104,10 @@ def _bounded(value: Fraction) -> Fraction | None:
 
 def _number_token(token: str) -> Fraction | None:
     """The value of one number as written ("1,080", "-2.5"); None for a run of digits no answer has."""
-    if sum(char.isdigit() for char in token) > _MAX_DIGITS:
-        return None
-    return Fraction(Decimal(token.replace(",", "")))
+    mantissa, _, exponent = token.replace(",", "").lower().partition("e")
+    if sum(char.isdigit() for char in mantissa) > _MAX_DIGITS or abs(int(exponent or 0)) > _MAX_DIGITS:
+        return None  # 1e999999999 would be a billion-digit integer
+    return _bounded(Fraction(Decimal(mantissa)) * Fraction(10) ** int(exponent or 0))
 
 
 def _safe_for_sympy(text: str) -> bool:
@@ -164,6 +169,10 @@ def number_value(text: str) -> Fraction | None:
     numbers = _NUMBER.findall(text)
     if len(numbers) == 1 and "\\" not in text:
         return _number_token(numbers[0])
+    if _NUMBER_LIST.fullmatch(text):
+        return None
+    if _LIST_COMMA.search(text):  # "x = 1,2,3": math-verify would read a decimal comma; the last number it is
+        return _number_token(numbers[-1])
     if not any(char.isdigit() for char in text):
         return None
     # An expression ("\frac{1}{2}", "9 * 2 = 18", "\sqrt{2}"): let math-verify read it, else take the last number.
