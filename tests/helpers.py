@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,3 +27,16 @@ def run_job(job: str, *overrides: str, timeout: int = 900, env: dict | None = No
         [sys.executable, "-m", f"reasoning_rl.{job}", *overrides],
         cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], subprocess.CompletedProcess]) -> tuple[Path, SimpleNamespace]:
+    """build(folder) runs once per test session, also under pytest-xdist (`-n 2`), where each worker has
+    its own basetemp under one shared parent: the first worker to ask builds, the others wait and reuse."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+    record = folder.with_name(f"{name}.result.json")
+    with FileLock(str(folder) + ".lock"):
+        if not record.exists():
+            result = build(folder)
+            record.write_text(json.dumps({"returncode": result.returncode, "stdout": result.stdout, "stderr": result.stderr}))
+    return folder, SimpleNamespace(**json.loads(record.read_text()))

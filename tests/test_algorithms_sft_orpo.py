@@ -18,7 +18,7 @@ from reasoning_rl.algorithms.self_samples import build_pairs, correct_rows, grad
 from reasoning_rl.data.base import Problem
 from reasoning_rl.errors import ConfigError
 from reasoning_rl.tracking.run_dir import read_jsonl
-from tests.helpers import REPO, SHORT_TASK, run_job
+from tests.helpers import REPO, SHORT_TASK, built_once, run_job
 
 # On the short task the base model gets ~30% of answers right, so 4 problems x 8 samples nearly always
 # hold a correct sample and a wrong one (P(all 32 wrong) ~ 1e-4); GSM8K, where it gets 2-5%, has its own
@@ -88,13 +88,10 @@ def test_sft_self_without_a_correct_sample_is_one_clear_line(tmp_path):
 
 @pytest.fixture(scope="module")
 def orpo_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("orpo") / "straight"
-    result = run_job("train", *ORPO_SMOKE, f"hydra.run.dir={run_dir}")
-    return run_dir, result
+    return built_once(tmp_path_factory, "orpo_straight", lambda run_dir: run_job("train", *ORPO_SMOKE, f"hydra.run.dir={run_dir}"))
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("orpo_run")  # one worker builds the shared fixture (-n 2 --dist loadgroup)
 def test_orpo_rounds_train_and_log_on_one_step_axis(orpo_run):
     run_dir, result = orpo_run
     assert_trained_run(run_dir, result)
@@ -138,7 +135,6 @@ def test_orpo_preempted_in_round_two_resumes_there(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("orpo_run")  # one worker builds the shared fixture (-n 2 --dist loadgroup)
 def test_orpo_resume_reproduces_the_straight_run(orpo_run, tmp_path):
     # Compared within one run's history: the LoRA init is drawn when the model loads, so two
     # separate runs start from different adapters.

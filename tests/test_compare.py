@@ -16,7 +16,7 @@ from reasoning_rl.comparison import report, table
 from reasoning_rl.comparison.runs import load_runs, unique_names
 from reasoning_rl.comparison.stats import compare_scores, problem_scores, unpaired_bootstrap
 from reasoning_rl.errors import UserError
-from tests.helpers import SHORT_TASK, run_job
+from tests.helpers import SHORT_TASK, built_once, run_job
 
 N = 8
 
@@ -372,16 +372,18 @@ def test_evaluate_checkpoint_of_another_base_model_is_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def real_runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("compare_real")
-    evaluate = run_job("evaluate", "debug=smoke", *SHORT_TASK, "logger=none", f"hydra.run.dir={root / 'base'}")
-    assert evaluate.returncode == 0, evaluate.stderr[-3000:]
-    sft = run_job("train", "debug=smoke", *SHORT_TASK, "algorithm=sft", "logger=none", f"hydra.run.dir={root / 'sft'}")
-    assert sft.returncode == 0, sft.stderr[-3000:]
+    def build(root):
+        evaluate = run_job("evaluate", "debug=smoke", *SHORT_TASK, "logger=none", f"hydra.run.dir={root / 'base'}")
+        if evaluate.returncode:
+            return evaluate
+        return run_job("train", "debug=smoke", *SHORT_TASK, "algorithm=sft", "logger=none", f"hydra.run.dir={root / 'sft'}")
+
+    root, result = built_once(tmp_path_factory, "compare_real", build)
+    assert result.returncode == 0, result.stderr[-3000:]
     return root
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("real_runs")  # one worker builds the shared fixture (-n 2 --dist loadgroup)
 def test_compare_two_real_smoke_runs(real_runs):
     out = real_runs / "out"
     result = run_job("compare", str(real_runs / "base"), str(real_runs / "sft"), "--out", str(out), timeout=300)
@@ -403,7 +405,6 @@ def test_compare_two_real_smoke_runs(real_runs):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("real_runs")  # one worker builds the shared fixture (-n 2 --dist loadgroup)
 def test_evaluate_a_trained_run_dir_on_other_problems_and_n(real_runs):
     run_dir = real_runs / "sft_eval"
     result = run_job("evaluate", "debug=smoke", *SHORT_TASK, f"checkpoint={real_runs / 'sft'}", "dataset.limit=2", "dataset.sample=random",

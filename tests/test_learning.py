@@ -18,7 +18,7 @@ import pytest
 from filelock import FileLock
 
 from reasoning_rl.comparison.learning import learned, learning_differences
-from tests.helpers import run_job
+from tests.helpers import built_once, run_job
 
 pytestmark = [pytest.mark.learning, pytest.mark.timeout(1200)]
 
@@ -31,19 +31,12 @@ PER_ALGORITHM = {"orpo": ["algorithm.rounds=1"]}
 
 @pytest.fixture(scope="session")
 def baseline(tmp_path_factory):
-    """seed -> the base model's samples.jsonl on the learn eval set; computed once even across xdist workers."""
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker has its own basetemp under a shared parent
-        shared = shared.parent
-
+    """seed -> the base model's samples.jsonl on the learn eval set; measured once, also across xdist workers."""
     def samples(seed: int):
-        run_dir = shared / f"learn_baseline_seed{seed}"
-        with FileLock(str(run_dir) + ".lock"):
-            if not (run_dir / "summary.json").exists():
-                result = run_job("evaluate", "dataset=chain_sum", "prompt=short", "dataset.split=test",
-                                 "dataset.limit=32", *EVAL[1:], f"seed={seed}", "logger=none",
-                                 f"hydra.run.dir={run_dir}")
-                assert result.returncode == 0, result.stderr[-3000:]
+        run_dir, result = built_once(tmp_path_factory, f"learn_baseline_seed{seed}", lambda run_dir: run_job(
+            "evaluate", "dataset=chain_sum", "prompt=short", "dataset.split=test", "dataset.limit=32", *EVAL[1:],
+            f"seed={seed}", "logger=none", f"hydra.run.dir={run_dir}"))
+        assert result.returncode == 0, result.stderr[-3000:]
         return run_dir / "samples.jsonl"
 
     return samples
