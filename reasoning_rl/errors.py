@@ -34,6 +34,7 @@ def exit_on_user_error(main):
             from reasoning_rl.tracking.redact import redact_hydra_outputs
 
             redact_hydra_outputs()
+            _check_added_keys(args[0] if args else kwargs.get("cfg"))
             return main(*args, **kwargs)
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -43,6 +44,19 @@ def exit_on_user_error(main):
             sys.exit(Preempted.exit_code)
 
     return wrapper
+
+
+def _check_added_keys(cfg) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from reasoning_rl.added_keys import check_added_keys
+
+    if cfg is None or not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    check_added_keys(hydra_cfg.overrides.task, hydra_cfg.runtime.choices.keys(),
+                     OmegaConf.to_container(cfg, resolve=False))
 
 
 class Preempted(Exception):

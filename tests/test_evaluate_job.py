@@ -78,7 +78,7 @@ def test_secrets_never_reach_the_run_dir(tmp_path):
     run_dir = tmp_path / "run"
     secret = "hf_supersecretvalue42"
     result = run_job("evaluate", "debug=smoke", "dataset.limit=1", "eval.num_samples=1", "eval.ks=[1]",
-                     "generation.max_new_tokens=2", f"+logger.api_key={secret}", f"hydra.run.dir={run_dir}",
+                     "generation.max_new_tokens=2", f"++logger.api_key={secret}", f"hydra.run.dir={run_dir}",
                      env={"HF_TOKEN": "hf_envsecretvalue43"})
     assert result.returncode == 0, result.stderr[-3000:]
     files = [p for p in run_dir.rglob("*") if p.is_file()]

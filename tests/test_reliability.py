@@ -66,6 +66,8 @@ def _cases(tmp: Path) -> list[Case]:
         Case("unknown_flag", "evaluate", ("--no-such-flag",), r"unrecognized arguments: --no-such-flag"),
         Case("append_existing_key", "evaluate", ("+seed=3",), r"seed"),
         Case("seed_not_an_integer", "evaluate", ("seed=abc",), r"seed.*'abc'"),
+        Case("added_key_nothing_reads", "evaluate", ("+eval.num_sample=16",),
+             r"\+eval\.num_sample: no part of the job reads it.*did you mean eval\.num_samples\?"),
         # Config values.
         Case("negative_learning_rate", "train", ("hparams.learning_rate=-1",), r"learning_rate"),
         Case("k_below_one", "train", ("eval.ks=[0,1]",), r"eval\.ks"),
@@ -166,7 +168,7 @@ def bad_input_runs(tmp_path_factory):
 
 CASE_NAMES = [
     "unknown_group_option", "bad_override_syntax", "typo_in_key", "unknown_flag", "append_existing_key",
-    "seed_not_an_integer", "negative_learning_rate", "k_below_one", "negative_eval_limit", "reward_weights_length",
+    "seed_not_an_integer", "added_key_nothing_reads", "negative_learning_rate", "k_below_one", "negative_eval_limit", "reward_weights_length",
     "batch_not_multiple_of_group", "bad_resume_mode", "checkpoint_every_zero", "vllm_for_sft",
     "job_owned_trainer_arg", "unknown_estimator", "negative_temperature", "zero_max_new_tokens",
     "unknown_logger_mode", "unknown_dtype", "unknown_sample_mode", "unknown_split", "unknown_answer_format",
@@ -412,7 +414,7 @@ def test_train_run_leaves_no_trace_of_secrets(tmp_path):
     result = run_forked(
         "train", "debug=smoke", "logger=wandb", "logger.mode=offline", "hparams.max_steps=1",
         "checkpoint.every_steps=1", "eval.limit=1", "eval.num_samples=2", "eval.ks=[1,2]",
-        "generation.max_new_tokens=8", "+logger.api_key=cfg0secret0value", f"hydra.run.dir={run_dir}",
+        "generation.max_new_tokens=8", "++logger.api_key=cfg0secret0value", f"hydra.run.dir={run_dir}",
         out=tmp_path / "log", env=secrets, timeout=400,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -554,8 +556,9 @@ def test_resume_fingerprint_includes_generation_settings(tmp_path, caplog):
 # (the job's own input; they are made private instead).
 
 LEAKY_ENV = {"WANDB_API_KEY": "wandb0secret0value0" + "7" * 21, "HF_TOKEN": "hf_secretvalue1234567890"}
-LEAKY_OVERRIDES = ("+logger.api_key=90817263", "+logger.password=cfg0secret0value",
-                   "+logger.base_url=https://me:urlsecret77@wandb.example")
+# `++`: added unchecked (a `+key` nothing reads is refused first: test_a_refused_added_key_leaves_no_secret).
+LEAKY_OVERRIDES = ("++logger.api_key=90817263", "++logger.password=cfg0secret0value",
+                   "++logger.base_url=https://me:urlsecret77@wandb.example")
 LEAKED_VALUES = [*LEAKY_ENV.values(), "90817263", "cfg0secret0value", "urlsecret77"]
 
 
@@ -573,6 +576,17 @@ def test_failed_config_check_leaves_no_secret_in_the_run_dir(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     (line,) = error_lines(result.stderr)
     assert "generation.stop_strings=[END]" in line
+    assert (run_dir / ".hydra" / "overrides.yaml").exists(), "Hydra's saved config is there, and checked"
+    assert not _leaks(run_dir, {"stdout": result.stdout, "stderr": result.stderr})
+
+
+def test_a_refused_added_key_leaves_no_secret(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_forked("train", *TRAIN, "+logger.api_key=90817263", f"hydra.run.dir={run_dir}", out=tmp_path / "log",
+                        env=LEAKY_ENV, timeout=240)
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = error_lines(result.stderr)
+    assert "+logger.api_key: no part of the job reads it" in line and "90817263" not in line
     assert (run_dir / ".hydra" / "overrides.yaml").exists(), "Hydra's saved config is there, and checked"
     assert not _leaks(run_dir, {"stdout": result.stdout, "stderr": result.stderr})
 
