@@ -87,3 +87,23 @@ def test_bad_settings_are_one_line(cfg, message):
 def test_a_task_scored_with_its_metadata_is_refused():
     with pytest.raises(ConfigError, match="metadata"):
         get_grader("reasoning_gym", task="countdown", task_config={})
+
+
+def test_the_task_verifier_runs_under_the_grader_bound(monkeypatch):
+    """score_answer runs in the bounded child (task verifiers parse with sympy); past the bound it scores 0
+    and is counted, and a child restarted after a kill has the task built again before its next answer."""
+    from reasoning_rl.grading import bounded
+
+    grader = get_grader("reasoning_gym", answer_format="answer_tag", **grader_options(rg_cfg()))
+    gold = "7"
+    assert grader.score("7", gold) == 1.0 and grader.timeouts == 0
+    bounded._CHILD.stop()  # as after a kill: the next call starts a child that warms the task up first
+    assert grader.score("7", gold) == 1.0 and grader.timeouts == 0
+    calls = []
+
+    def too_slow(op, *args, **kwargs):
+        calls.append(op)
+        raise bounded.BoundExceeded(f"{op} ran past 2 s")
+
+    monkeypatch.setattr(bounded, "call", too_slow)
+    assert grader.score("7", gold) == 0.0 and grader.timeouts == 1 and calls == ["task_score"]

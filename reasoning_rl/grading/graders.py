@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal, localcontext
 from fractions import Fraction
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import sympy
 from math_verify import parse, verify
@@ -147,8 +148,21 @@ def _verify_unbounded(gold: str, extracted: str) -> bool:
     return bool(verify(parse(gold, parsing_timeout=None), parse(extracted, parsing_timeout=None), timeout_seconds=None))
 
 
+_TASKS: dict[str, Any] = {}  # in the `bounded` child: reasoning-gym tasks, built once each
+
+
+def _task_score_unbounded(task: str, task_config: dict, answer: str, gold: str) -> float:
+    """A reasoning-gym task's own score_answer, in the `bounded` child: task verifiers parse with sympy too."""
+    from reasoning_rl.data.reasoning_gym import create
+
+    key = json.dumps([task, task_config], sort_keys=True)
+    if key not in _TASKS:
+        _TASKS[key] = create(task, task_config, seed=0, size=4)
+    return float(_TASKS[key].score_answer(answer, {"answer": gold}))
+
+
 # What the `bounded` child may run, by name.
-UNBOUNDED = {"value": _sympy_value_unbounded, "verify": _verify_unbounded}
+UNBOUNDED = {"value": _sympy_value_unbounded, "verify": _verify_unbounded, "task_score": _task_score_unbounded}
 
 
 def _sympy_value(text: str) -> Fraction | None:
@@ -389,6 +403,9 @@ class ReasoningGymGrader:
                 if alone != self._task.score_answer(answer, entry):
                     raise ConfigError(f"reasoning-gym task {task!r} scores answers with its entries' metadata; "
                                       "the reasoning_gym grader supports tasks scored from the answer alone")
+        self.task_config = dict(task_config or {})
+        self.timeouts = 0  # answers whose score ran past bounded.SECONDS (scored 0)
+        bounded.warm("task_score", task, self.task_config, "0", "0")  # import and build the task in the child
 
     def extract(self, completion) -> str | None:
         text = completion_text(completion)
@@ -414,7 +431,12 @@ class ReasoningGymGrader:
     def score(self, extracted: str | None, gold: str) -> float:
         if extracted is None:
             return 0.0
-        return float(self._task.score_answer(extracted[:_MAX_PARSE_CHARS * 5], {"answer": gold}))
+        try:
+            score = bounded.call("task_score", self.task, self.task_config, extracted[:_MAX_PARSE_CHARS * 5], gold)
+        except bounded.BoundExceeded:  # scores 0, and evaluation reports the count
+            self.timeouts += 1
+            return 0.0
+        return 0.0 if score is None else float(score)  # None: the verifier raised
 
     def is_correct(self, extracted: str | None, gold: str) -> bool:
         return self.score(extracted, gold) >= 1.0
