@@ -290,6 +290,7 @@ def test_orpo_smoke_runs_on_default_data(tmp_path):
     assert pairs["rows"] and pairs["meta"]["pairs_gold_chosen"] >= 1
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_orpo_round_weights_reach_the_disk_before_complete(tmp_path, monkeypatch):
     from reasoning_rl.callbacks.checkpoint import COMPLETE_MARKER
     from tests.reliability.disk import assert_synced_before_marker, record_fsyncs
@@ -303,6 +304,7 @@ def test_orpo_round_weights_reach_the_disk_before_complete(tmp_path, monkeypatch
     assert (final / COMPLETE_MARKER).exists() and (final / "adapter_model.safetensors").exists()
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_self_sample_rows_use_a_temp_file_of_their_own(tmp_path):
     from reasoning_rl.algorithms.self_samples import read_rows, write_rows
 

@@ -423,6 +423,7 @@ def test_grpo_smoke_trains_on_arc_easy(tmp_path):
 @pytest.mark.parametrize("cfg", [ai2_cfg(limit=10**6), ai2_cfg(limit=10**6, sample="random"),
                                  agi_cfg(limit=10**6), agi_cfg(split="training", limit=10**6, sample="random")],
                          ids=["ai2_first", "ai2_random", "agi_first", "agi_random"])
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_limit_above_the_split_size_is_a_config_error(cfg):
     with pytest.raises(ConfigError, match=r"dataset\.limit=1000000 is more than the \d+ problems"):
         load_problems(cfg, PROMPT)

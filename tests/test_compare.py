@@ -297,6 +297,7 @@ def test_sweep_dir_members_that_never_started_are_shown(tmp_path):
         load_runs([sweep])
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_a_run_dirs_config_shows_env_interpolations_as_written(tmp_path, monkeypatch):
     # compare reads a run dir as data: ${oc.env:…} would put this machine's secret into compare.md/csv.
     monkeypatch.setenv("SECRET_FOR_TEST", "hunter2")

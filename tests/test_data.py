@@ -89,6 +89,7 @@ def test_license_ships_with_the_data():
     assert "MIT" in (registry.bundled_dir("gsm8k") / "LICENSE").read_text()
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 @pytest.mark.parametrize("sample", ["first", "random"])
 def test_limit_above_the_split_size_is_a_config_error(sample):
     assert len(load_problems(gsm8k_cfg(limit=1319, sample=sample), PROMPT)[0]) == 1319  # exactly all: fine

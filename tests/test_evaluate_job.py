@@ -74,6 +74,7 @@ def test_metrics_jsonl_has_wandb_style_keys(smoke_run):
     assert "pass@8" in result.stdout and "maj@8" in result.stdout
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_secrets_never_reach_the_run_dir(tmp_path):
     run_dir = tmp_path / "run"
     secret = "hf_supersecretvalue42"
@@ -147,6 +148,7 @@ def _check(job, cfg):
     ("eval.bootstrap.confidence=-0.5", "eval.bootstrap.confidence"),
     ("eval.bootstrap.confidence=high", "eval.bootstrap.confidence"),
 ])
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_silently_wrong_settings_are_config_errors(job, override, message):
     from reasoning_rl.errors import ConfigError
 
@@ -160,6 +162,7 @@ def test_silently_wrong_settings_are_config_errors(job, override, message):
     (["generation.temperature=0", "eval.num_samples=1", "eval.ks=[1]"], None),  # one sample: nothing lost
     (["generation.temperature=0.7", "generation.top_k=0", "eval.num_samples=8", "eval.ks=[1,8]"], None),
 ])
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_greedy_sampling_with_many_samples_is_warned_about(overrides, warned, caplog):
     from reasoning_rl.evaluation import check_generation_config
 

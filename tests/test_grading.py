@@ -138,6 +138,7 @@ def test_gsm8k_extract(grader, completion, expected):
     assert grader.extract(completion) == expected
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 @pytest.mark.parametrize("text", ["1,2,3", "3, 4", "1e999999999", "-1.5, 2"])
 def test_lists_and_unwritable_numbers_state_no_number(text):
     from reasoning_rl.grading.graders import number_value
@@ -145,6 +146,7 @@ def test_lists_and_unwritable_numbers_state_no_number(text):
     assert number_value(text) is None
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_a_listed_answer_is_not_a_number_without_the_fallback():
     grader = get_grader("gsm8k", fallback="none")
     assert grader.extract("<answer>1,2,3</answer>") is None
@@ -271,6 +273,7 @@ def _grade_all(grader, answers, gold):
     return [grader.is_correct(grader.extract(a), gold) for a in answers]
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_hostile_answers_are_fast_and_incorrect_on_any_thread(grader):
     import time
 
@@ -285,6 +288,7 @@ def test_hostile_answers_are_fast_and_incorrect_on_any_thread(grader):
     assert grader.timeouts == 0
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_a_parse_past_the_bound_scores_zero_and_is_counted(grader, monkeypatch):
     # The screen off: ((9^{999})^{999})^{999} reaches sympy, which would compute a 950-million-digit power.
     import time
@@ -341,6 +345,7 @@ def test_a_forked_process_starts_its_own_worker(grader):
     assert grader.is_correct(grader.extract(r"\boxed{\frac{3}{4}}"), "0.75")  # the parent's worker still answers
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_evaluation_reports_the_timeouts(grader, monkeypatch):
     from reasoning_rl import evaluation
     from reasoning_rl.data.base import Problem

@@ -137,6 +137,7 @@ def test_apply_peft(embedded_path):
     ({"bias": "some"}, "peft.bias"), ({"target_modules": []}, "peft.target_modules"),
     ({"rank": 8}, r"peft.rank is not a LoRA setting \(did you mean peft.r"),
 ])
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_peft_settings_are_checked_before_any_weights_load(settings, message):
     with pytest.raises(ConfigError, match=message):
         models.check_peft_config({"name": "lora", **settings})

@@ -404,6 +404,7 @@ def step_weights(trainer, value):
                 p.fill_(value)
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_ppo_checkpoint_reaches_the_disk_before_its_marker(tmp_path, monkeypatch):
     from tests.reliability.disk import assert_synced_before_marker, record_fsyncs
 
@@ -415,6 +416,7 @@ def test_ppo_checkpoint_reaches_the_disk_before_its_marker(tmp_path, monkeypatch
 
 @pytest.mark.parametrize("damage", ["truncated_optimizer", "garbled_critic", "trainer_state_not_json",
                                     "adapter_missing"])
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_ppo_resume_falls_back_to_the_previous_checkpoint(damage, tmp_path, caplog):
     from reasoning_rl.errors import DataError
 

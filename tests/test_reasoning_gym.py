@@ -89,6 +89,7 @@ def test_a_task_scored_with_its_metadata_is_refused():
         get_grader("reasoning_gym", task="countdown", task_config={})
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_the_task_verifier_runs_under_the_grader_bound(monkeypatch):
     """score_answer runs in the bounded child (task verifiers parse with sympy); past the bound it scores 0
     and is counted, and a child restarted after a kill has the task built again before its next answer."""

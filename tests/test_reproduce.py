@@ -69,6 +69,7 @@ UNSAFE = {
 }
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 @pytest.mark.parametrize("override", sorted(UNSAFE))
 def test_a_crafted_run_dir_runs_nothing(override, tmp_path, capsys, monkeypatch):
     ran = []
@@ -81,6 +82,7 @@ def test_a_crafted_run_dir_runs_nothing(override, tmp_path, capsys, monkeypatch)
     assert line.startswith("error: refusing to replay") and f"{override} ({UNSAFE[override]})" in line
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_a_saved_hydra_override_is_refused_unless_given_again(tmp_path):
     run = saved_run(tmp_path / "run", ["model.trust_remote_code=true"], provenance=current_provenance(),
                     hydra_overrides=["hydra.job.chdir=false"])

@@ -27,11 +27,13 @@ def test_secret_keys_are_redacted_but_numbers_kept(monkeypatch):
     assert out["my_secret"] == REDACTED
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_redact_override():
     assert redact_override("+logger.api_key=abc123") == f"+logger.api_key={REDACTED}"
     assert redact_override("generation.max_new_tokens=16") == "generation.max_new_tokens=16"
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_redact_hydra_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "wandbsecretvalue123")
     (tmp_path / "config.yaml").write_text("logger:\n  api_key: abcdefgh12\n  note: wandbsecretvalue123\n")
@@ -86,6 +88,7 @@ def test_only_rank_zero_writes_the_run_dir(tmp_path, monkeypatch):
     assert sorted(p.name for p in run.path.iterdir()) == []
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_atomic_writes_use_their_own_temp_file_and_clean_up(tmp_path):
     from reasoning_rl.tracking.run_dir import write_json_atomic, write_jsonl_atomic
 
@@ -115,6 +118,7 @@ def test_atomic_writes_use_their_own_temp_file_and_clean_up(tmp_path):
     assert json.loads(run.summary_path.read_text())["pass@8"]["mean"] == 0.5  # the old summary stands
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_read_jsonl_skips_a_truncated_last_line_only(tmp_path, caplog):
     from reasoning_rl.errors import DataError
 
@@ -162,6 +166,7 @@ KEPT_OVERRIDES = [
 ]
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 @pytest.mark.parametrize("override,secret", SECRET_OVERRIDES)
 def test_secret_overrides_are_redacted_everywhere(override, secret):
     key, _, value = override.partition("=")
@@ -175,6 +180,7 @@ def test_secret_overrides_are_redacted_everywhere(override, secret):
     assert secret not in redact_text(f"launched with {override} on host", secrets=[])
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 @pytest.mark.parametrize("override", KEPT_OVERRIDES)
 def test_settings_that_only_look_secret_are_kept(override):
     from reasoning_rl.tracking.redact import redact_text
@@ -185,6 +191,7 @@ def test_settings_that_only_look_secret_are_kept(override):
     assert redact_config({key.lstrip("+").split(".")[-1]: value}, secrets=[]) == {key.lstrip("+").split(".")[-1]: value}
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_numbers_under_secret_keys_are_redacted_counts_are_not():
     out = redact_config({"logger": {"api_key": 12345, "project": "p"}, "auth": {"password": 42, "user": "u"},
                          "generation": {"max_new_tokens": 512}, "checkpoint": {"keep": 2},
@@ -195,6 +202,7 @@ def test_numbers_under_secret_keys_are_redacted_counts_are_not():
     assert out["model"] == {"num_key_value_heads": 2, "pad_token_id": 0} and out["flag"]["use_auth_token"] is True
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_environment_paths_are_not_taken_for_secrets(monkeypatch, tmp_path):
     from reasoning_rl.tracking.redact import env_secrets, redact_text
 
@@ -208,6 +216,7 @@ def test_environment_paths_are_not_taken_for_secrets(monkeypatch, tmp_path):
     assert redact_text(f"run dir {tmp_path}/run; token tok-value-123456") == f"run dir {tmp_path}/run; token {REDACTED}"
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_redact_hydra_dir_numbers_urls_and_derived_strings(tmp_path):
     (tmp_path / "config.yaml").write_text("logger:\n  api_key: 987654\n  url: https://me:urlpass9@wandb.example\n"
                                           "generation:\n  max_new_tokens: 987654\n")
@@ -228,6 +237,7 @@ def test_redact_hydra_dir_numbers_urls_and_derived_strings(tmp_path):
     assert hydra["overrides"]["task"] == [f"+logger.api_key={REDACTED}", "generation.max_new_tokens=987654"]
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_submitit_scripts_and_logs_are_redacted_pickles_made_private(tmp_path):
     from reasoning_rl.launching.launcher import redact_submitit_files
 
@@ -249,6 +259,7 @@ def test_submitit_scripts_and_logs_are_redacted_pickles_made_private(tmp_path):
     assert (job / "123_submitted.pkl").stat().st_mode & 0o777 == 0o600
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_job_streams_redact_as_they_write():
     import io
 
@@ -271,6 +282,7 @@ def _crafted_old_run(path):
     return run
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_fresh_start_moves_every_old_result_aside(tmp_path, caplog):
     run = _crafted_old_run(tmp_path / "run")
     with caplog.at_level("WARNING"):
@@ -288,6 +300,7 @@ def test_fresh_start_moves_every_old_result_aside(tmp_path, caplog):
     assert len(list(run.path.glob("stale-*"))) == 2
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_resume_keeps_the_curve_but_not_the_final_results(tmp_path):
     run = _crafted_old_run(tmp_path / "run")
     stale = run.set_aside_stale(resuming=True)
@@ -319,6 +332,7 @@ def _status(run_dir):
     return json.loads((run_dir / "status.json").read_text())
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 @pytest.mark.parametrize("how", ["exception", "keyboard_interrupt", "sigterm", "sighup"])
 def test_status_is_never_left_running(how, hydra_job, request):
     import signal
@@ -349,6 +363,7 @@ def test_status_is_never_left_running(how, hydra_job, request):
     assert [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)] == before  # gone with the job
 
 
+@pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_job_in_an_old_run_dir_sets_its_results_aside(hydra_job):
     from reasoning_rl.jobs import job_run
 
