@@ -10,6 +10,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -216,7 +217,7 @@ def check_peft_config(peft_cfg: Any) -> None:
 
 
 def _is_list(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig"
+    return isinstance(value, Sequence) and not isinstance(value, str)  # a list, a tuple or OmegaConf's ListConfig
 
 
 def apply_peft(model, peft_cfg: Any):

@@ -43,10 +43,11 @@ from reasoning_rl.callbacks.checkpoint import (
     CheckpointCallback,
     complete_checkpoints,
     mark_complete,
+    no_loadable_checkpoint,
     rotate_checkpoints,
     warn_unloadable,
 )
-from reasoning_rl.errors import ConfigError, DataError, UserError
+from reasoning_rl.errors import ConfigError, UserError
 from reasoning_rl.generation import build_backend, sampling_params_from_cfg
 from reasoning_rl.grading import REWARDS, get_reward_funcs
 from reasoning_rl.prompts import apply_chat_template
@@ -562,8 +563,7 @@ class PolicyGradientTrainer:
                 raise
             except Exception as exc:  # noqa: BLE001  (safetensors, torch, json: each its own errors)
                 warn_unloadable(folder, f"{type(exc).__name__}: {str(exc)[:200]}")
-        raise DataError(f"no complete checkpoint in {self.ctx.checkpoint_dir} can be loaded (newest: {first.name}); "
-                        "delete them, or use checkpoint.resume=never to start over")
+        raise no_loadable_checkpoint(self.ctx.checkpoint_dir, first)
 
     def load_checkpoint(self, folder: Path) -> int:
         from reasoning_rl.algorithms.orpo import load_weights

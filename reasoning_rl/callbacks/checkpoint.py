@@ -89,9 +89,14 @@ def latest_loadable_checkpoint(folder: Path) -> Path | None:
             return path
         warn_unloadable(path, problem)
     if complete:
-        raise DataError(f"no complete checkpoint in {folder} can be loaded (newest: {complete[0].name}); "
-                        "delete them, or use checkpoint.resume=never to start over")
+        raise no_loadable_checkpoint(folder, complete[0])
     return None
+
+
+def no_loadable_checkpoint(folder: Path, newest: Path) -> DataError:
+    """Resuming from nothing would silently restart: what to raise when every complete checkpoint fails."""
+    return DataError(f"no complete checkpoint in {folder} can be loaded (newest: {newest.name}); "
+                     "delete them, or use checkpoint.resume=never to start over")
 
 
 def _fsync(path: Path) -> None:
