@@ -8,7 +8,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE TOKENIZERS_PARALLELISM=false WANDB_MODE=offline HF_HUB_OFFLINE=1
 failed=()
-for bench in eval_throughput grpo_overhead eval_cost memory sweep_fanout; do
+for bench in eval_throughput grpo_overhead eval_cost memory sweep_fanout maj_at_k; do
   echo "=== $bench $*"
   python -m "bench.$bench" "$@" || failed+=("$bench")
 done

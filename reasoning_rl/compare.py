@@ -6,8 +6,9 @@ the difference from a baseline run with a paired bootstrap CI and p-value, curve
 
 Each PATH is a run dir, a sweep dir (expanded with its sweep.json) or a folder holding run dirs
 (a Hydra multirun dir, outputs/). Runs that failed, were preempted or still run are shown with their
-status, never dropped. Writes compare.md, compare.csv, compare_paired.csv, compare_curves.png,
-compare_bars.png and plots.json (the plotted numbers) into --out.
+status, never dropped. Writes compare.md, compare.csv, compare_paired.csv, compare_boundary.csv (problems
+solved at pass@N gained and lost against the baseline, distinct answers), compare_curves.png,
+compare_bars.png, compare_passk.png (pass@K against K) and plots.json (the plotted numbers) into --out.
 
 A plain argparse CLI, not a Hydra job: it takes a list of paths, which Hydra's key=value
 overrides cannot express, and it reads run dirs rather than starting one.

@@ -244,6 +244,14 @@ def apply_peft(model, peft_cfg: Any):
                           f"This model's linear modules: {', '.join(linear)}") from exc
 
 
+def save_adapter(model, folder: Path) -> None:
+    """The trained weights: LoRA's default adapter alone (not a warm start's frozen reference copy)."""
+    if hasattr(model, "peft_config"):
+        model.save_pretrained(folder, selected_adapters=["default"])
+    else:
+        model.save_pretrained(folder)
+
+
 def find_adapter(path: str | Path) -> Path:
     """A LoRA adapter dir from a train run dir (its final `adapter/`, else its newest checkpoint) or a direct path."""
     path = Path(path).expanduser()

@@ -9,6 +9,10 @@ hydra.run.dir=NEW_DIR` in a subprocess (output streamed); then prints each summa
 new and whether they are identical (expected on CPU with the same seed) or the new value lies in
 the old 95 % CI (expected on GPU). Exit status: the re-run's, 2 for bad input.
 
+A warm-started run (`init_from=` another run) is reproduced with its chain: the parents are re-run
+first, oldest first, into NEW_DIR.parent1, .parent2, … beside NEW_DIR, and each child starts from its
+re-run parent (`--no-chain`: start from the original parent as it is).
+
 Secrets were redacted when the run was saved: overrides whose value reads `<redacted>` are not
 passed again; the environment (WANDB_API_KEY, HF_TOKEN, …) or a new override must supply them.
 
@@ -57,6 +61,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides on top of the saved ones")
     parser.add_argument("--out", type=Path, help="new run dir (default: outputs/reproduce/<date>/<time>)")
+    parser.add_argument("--no-chain", action="store_true",
+                        help="a warm-started run: start from its original parent instead of re-running the parents first")
     return parser.parse_args(argv)
 
 
@@ -220,11 +226,48 @@ def plan(run_dir: Path, new_overrides: Sequence[str], out: Path | None) -> tuple
     return [sys.executable, "-m", f"reasoning_rl.{job}", *overrides, f"hydra.run.dir={out}"], out, warnings
 
 
+def ancestors(run_dir: Path) -> list[Path]:
+    """The run dirs a warm-started run descends from (`init_from`), oldest first."""
+    chain, seen = [], {run_dir.resolve()}
+    parent = load_config(run_dir).get("init_from")
+    while parent:
+        path = Path(str(parent))
+        if path.name == "adapter" and is_run_dir(path.parent):  # init_from=RUN/adapter
+            path = path.parent
+        if not is_run_dir(path):
+            print(f"warning: {path} (init_from of {chain[0] if chain else run_dir}) is not a run dir: "
+                  "it is used as it is, not re-run", file=sys.stderr)
+            break
+        if path.resolve() in seen:
+            raise UserError(f"the init_from chain of {run_dir} loops at {path}")
+        seen.add(path.resolve())
+        chain.insert(0, path)
+        parent = load_config(path).get("init_from")
+    return chain
+
+
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    original = args.run_dir
-    command, out, warnings = plan(original, args.overrides, args.out)
+    chain = [] if args.no_chain else ancestors(args.run_dir)
+    if not chain:
+        return reproduce(args.run_dir, args.overrides, args.out)
+    # The parents are re-run first, oldest first, each next to the final run dir; each child then
+    # starts from its re-run parent. The command line's overrides apply to the last run only.
+    out = new_run_dir(args.out, args.run_dir)
+    parent_out = None
+    for depth, ancestor in enumerate(chain):
+        ancestor_out = out.with_name(f"{out.name}.parent{len(chain) - depth}")
+        print(f"re-running the chain: {ancestor} -> {ancestor_out}", flush=True)
+        code = reproduce(ancestor, [f"init_from={parent_out}"] if parent_out else [], ancestor_out)
+        if code:
+            return code
+        parent_out = ancestor_out
+    return reproduce(args.run_dir, [*args.overrides, f"init_from={parent_out}"], out)
+
+
+def reproduce(original: Path, overrides: Sequence[str], out: Path | None) -> int:
+    command, out, warnings = plan(original, overrides, out)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print("re-running: " + shlex.join(["python", *command[1:3], *[redact_override(c) for c in command[3:]]]), flush=True)

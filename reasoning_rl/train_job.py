@@ -3,13 +3,14 @@ process, so the process that only composes and submits a sweep never loads torch
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from transformers import set_seed
 
-from reasoning_rl import models
+from reasoning_rl import models, warm_start
 from reasoning_rl.algorithms import get_algorithm
 from reasoning_rl.algorithms.common import TrainContext
 from reasoning_rl.callbacks.checkpoint import (
@@ -27,7 +28,7 @@ from reasoning_rl.grading import get_grader
 from reasoning_rl.jobs import format_table, job_run
 from reasoning_rl.launching import requeue
 from reasoning_rl.tracking.plots import eval_points, plot_eval_curves
-from reasoning_rl.tracking.run_dir import read_jsonl
+from reasoning_rl.tracking.run_dir import read_jsonl, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,13 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"checkpoint.keep must be an integer >= 1 (the newest complete checkpoints kept), "
                           f"got {keep!r}")
     get_algorithm(cfg.algorithm.name).check_config(cfg)
+    parent(cfg)
+
+
+def parent(cfg: DictConfig) -> warm_start.Parent | None:
+    """The run or adapter this one starts from (`init_from`), checked; None for a fresh LoRA."""
+    init_from = cfg.get("init_from")
+    return warm_start.resolve_parent(init_from, cfg.model, cfg.peft) if init_from else None
 
 
 def build_context(cfg: DictConfig, run_dir, tracker) -> TrainContext:
@@ -81,8 +89,22 @@ def build_context(cfg: DictConfig, run_dir, tracker) -> TrainContext:
     # run matches an uninterrupted one).
     set_seed(cfg.seed)
     model, ctx.tokenizer = models.load_model_and_tokenizer(cfg.model)
-    ctx.model = models.apply_peft(model, cfg.peft)
+    start = parent(cfg)
+    if start is None:
+        ctx.model = models.apply_peft(model, cfg.peft)
+    else:
+        log.info("warm start: continuing the adapter %s", start.adapter)
+        ctx.model = warm_start.load_trainable(model, start)
     return ctx
+
+
+def record_parent(run_dir, cfg: DictConfig) -> None:
+    """provenance.json's `parent`: which run (and code) this one continues; null for a fresh start."""
+    path = run_dir.path / "provenance.json"
+    if run_dir.main and path.is_file():
+        start = parent(cfg)
+        record = json.loads(path.read_text())
+        write_json_atomic(path, {**record, "parent": start.record() if start else None})
 
 
 def before_after(rows: list[dict], metrics: list[str]) -> str:
@@ -102,6 +124,7 @@ def run(cfg: DictConfig) -> dict:
         return cfg.checkpoint.resume == "auto" and has_complete_checkpoint(run_path / "checkpoints")
 
     with job_run(cfg, resuming=resuming) as (run_dir, tracker):
+        record_parent(run_dir, cfg)
         ctx = build_context(cfg, run_dir, tracker)
         algorithm.train(ctx)
         if ctx.preempted:
@@ -126,7 +149,7 @@ def save_results(ctx: TrainContext, final) -> Path:
     cfg, run_dir = ctx.cfg, ctx.run_dir
     png = run_dir.path / "eval_curves.png"
     if run_dir.main:
-        ctx.model.save_pretrained(run_dir.path / "adapter")
+        models.save_adapter(ctx.model, run_dir.path / "adapter")
         ctx.tokenizer.save_pretrained(run_dir.path / "adapter")
         curve_metrics = [f"pass@{k}" for k in cfg.eval.ks] + [f"maj@{max(cfg.eval.ks)}"]
         plot_eval_curves(read_jsonl(run_dir.metrics_path), curve_metrics, png,

@@ -453,3 +453,103 @@ def test_learning_differences_need_a_step_0_or_a_baseline_of_the_same_problems(t
     base = _samples(tmp_path / "base.jsonl", [[False] * 8] * 4)
     (d,) = learning_differences(tmp_path, ["pass@1"], baseline=base, n_resamples=200)
     assert d.diff == 1.0
+
+
+# --- reasoning boundary: pass@K against K, problems gained and lost, distinct answers, lineage -------
+
+
+def graded(answers_by_problem, gold="1"):
+    """samples.jsonl records from extracted answers (None: unparsable); correct iff equal to gold."""
+    return [{"id": pid, "gold": gold, "completions": ["x"] * len(answers), "extracted": answers,
+             "correct": [a == gold for a in answers], "format_ok": [False] * len(answers)}
+            for pid, answers in answers_by_problem.items()]
+
+
+def passk_summary(values):
+    """{pass@K: …} for K = 1, 2, 4, …: mean values[i], an asymmetric band so low and high can't be swapped."""
+    return {f"pass@{2**i}": {"mean": v, "ci_low": v - 0.05, "ci_high": v + 0.1, "n": 4} for i, v in enumerate(values)}
+
+
+def test_compare_draws_pass_at_k_against_k_on_a_log2_axis(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    recs = records([N, 0, 3, 8])
+    base = make_run(tmp_path / "base", recs=recs, summary=passk_summary([0.2, 0.3, 0.45, 0.6]))
+    rl = make_run(tmp_path / "rl", recs=recs, summary=passk_summary([0.4, 0.45, 0.5, 0.52]))
+    figures = []
+    monkeypatch.setattr(plt, "close", lambda fig: figures.append(fig))
+    out = tmp_path / "out"
+    assert compare.main([str(base), str(rl), "--out", str(out), "--resamples", "100"]) == 0
+    plotted = json.loads((out / "plots.json").read_text())["passk"]
+    for name, path in (("base", base), ("rl", rl)):
+        summary = json.loads((path / "summary.json").read_text())
+        assert plotted[name] == [[int(m.split("@")[1]), s["mean"], s["ci_low"], s["ci_high"]] for m, s in summary.items()]
+    (ax,) = next(f for f in figures if f.axes[0].get_xscale() == "log").axes
+    assert [list(line.get_xdata()) for line in ax.get_lines()] == [[1, 2, 4, 8]] * 2
+    assert [list(line.get_ydata()) for line in ax.get_lines()][1] == [0.4, 0.45, 0.5, 0.52]
+    with Image.open(out / "compare_passk.png") as image:
+        image.verify()
+    assert "![pass@K against K](compare_passk.png)" in (out / "compare.md").read_text()
+
+
+def test_reasoning_boundary_counts_gained_and_lost_problems_and_distinct_answers(tmp_path, capsys):
+    base = make_run(tmp_path / "base", recs=graded({
+        "p0": ["1", "2", "2", None], "p1": ["1", "1", "1", "1"], "p2": ["3", "1", None, None], "p3": ["2", "3", "4", None]}))
+    rl = make_run(tmp_path / "rl", recs=graded({
+        "p0": ["2", "2", "2", "2"], "p1": ["1", "1", "1", None], "p2": [None] * 4, "p3": ["4", "4", "1", "4"]}))
+    out = tmp_path / "out"
+    assert compare.main([str(base), str(rl), "--out", str(out), "--resamples", "100"]) == 0
+    with open(out / "compare_boundary.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    # base solves p0 p1 p2, rl solves p1 p3: p3 gained, p0 and p2 lost
+    assert (row["problems"], row["solved_baseline"], row["solved_run"]) == ("4", "3", "2")
+    assert (row["gained"], row["lost"], row["gained_ids"], row["lost_ids"]) == ("1", "2", "p3", "p0;p2")
+    # distinct non-None answers: base 2, 1, 2, 3 -> 2.0; rl 1, 1, 0, 2 -> 1.0
+    assert float(row["distinct_answers_baseline"]) == 2.0 and float(row["distinct_answers_run"]) == 1.0
+    assert row["n_baseline"] == row["n_run"] == "4" and row["note"] == ""
+    md = (out / "compare.md").read_text()
+    assert "## Reasoning boundary (vs the baseline `base`)" in md
+    assert "| rl | 4 | 4 | 3 | 2 | 1 | 2 | p3 | p0, p2 | 2.00 | 1.00 |  |" in md
+    assert "reasoning boundary vs the baseline base" in capsys.readouterr().out
+
+
+def test_reasoning_boundary_refuses_other_problems_and_flags_another_n(tmp_path):
+    from reasoning_rl.comparison.boundary import compare_boundary, table_rows
+
+    base = graded({"p0": ["1", "2"], "p1": ["2", "2"]})
+    other = compare_boundary(base, graded({"p0": ["1", "1"], "q9": ["1", "1"]}), "other")
+    assert other.problems is None and other.solved_run is None and not other.gained
+    assert other.note == "different problems (2 and 2, 1 in common): not compared"
+    more = compare_boundary(base, graded({"p0": ["2"] * 4, "p1": ["2", "2", "1", None]}), "more")
+    assert (more.n_baseline, more.n_run, more.gained, more.lost) == ("2", "4", ["p1"], ["p0"])
+    assert more.note.startswith("N differs (2 vs 4)")
+    runs = load_runs([make_run(tmp_path / "a", recs=records([N, 0])), make_run(tmp_path / "b", recs=records([N], ids=["x"]))])
+    header, rows = table_rows(runs[0], report.build(runs, n_resamples=50).boundaries)
+    assert rows[0][header.index("gained")] == "-" and "not compared" in rows[0][-1]
+
+
+def test_lineage_from_init_from_and_provenance(tmp_path):
+    base = make_run(tmp_path / "base", recs=records([N, 0]))
+    sft = make_run(tmp_path / "sft", job="train", recs=records([N, 0]), config={"algorithm.name": "sft", "init_from": None})
+    # grpo: only the config says where it started (an adapter inside sft's run dir); dpo: only provenance
+    grpo = make_run(tmp_path / "grpo", job="train", recs=records([N, N]),
+                    config={"algorithm.name": "grpo", "init_from": str(sft / "checkpoints" / "step-4")})
+    dpo = make_run(tmp_path / "dpo", job="train", recs=records([0, N]), config={"algorithm.name": "dpo"})
+    (dpo / "provenance.json").write_text(json.dumps({"git_sha": "abc", "parent": {
+        "run_dir": "/elsewhere/outputs/train/old_sft", "adapter": "/elsewhere/outputs/train/old_sft/adapter",
+        "git_sha": "def", "algorithm": "sft", "model": "toy"}}))
+    (sft / "provenance.json").write_text(json.dumps({"git_sha": "abc", "parent": None}))
+    comparison = report.build(load_runs([base, sft, grpo, dpo]), n_resamples=50)
+    header, rows = comparison.run_table()
+    assert header[:3] == ["run", "job", "from"] and "init_from" not in header
+    assert {r[0]: r[2] for r in rows} == {"base": "-", "sft": "-", "grpo": "sft", "dpo": "train/old_sft"}
+    assert report.lineage_lines(comparison) == ["lineage: toy → sft → grpo", "lineage: train/old_sft → dpo"]
+    out = tmp_path / "out"
+    out.mkdir()
+    files = report.write(comparison, out)
+    assert "- lineage: toy → sft → grpo" in files["compare.md"].read_text()
+    with open(out / "compare.csv") as f:
+        assert [r["from"] for r in csv.DictReader(f)] == ["", "", "sft", "train/old_sft"]
+    # without any warm start the table keeps its old columns
+    plain = report.build(load_runs([base, sft]), n_resamples=50)
+    assert plain.run_table()[0][:3] == ["run", "job", "status"] and plain.chains == []

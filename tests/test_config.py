@@ -8,7 +8,9 @@ from omegaconf import OmegaConf
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 PRIMARY = sorted(p.stem for p in CONF.glob("*.yaml"))
-GROUP_FILES = sorted(p for p in CONF.rglob("*.yaml") if p.parent != CONF and p.parent.name != "hydra")
+# conf/pipeline/ holds pipelines (reasoning_rl/pipeline.py), not a group of a job: composed stage by stage below.
+GROUP_FILES = sorted(p for p in CONF.rglob("*.yaml") if p.parent != CONF and p.parent.name not in ("hydra", "pipeline"))
+PIPELINES = sorted(p.stem for p in (CONF / "pipeline").glob("*.yaml"))
 
 
 def primary_defaults(name: str) -> set[str]:
@@ -66,6 +68,23 @@ def test_every_group_option_composes(path):
     prefix = "" if group in primary_defaults(primary) else "+"
     cfg = compose_resolved(primary, [f"{prefix}{group}={path.stem}"])
     assert cfg is not None
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_every_pipeline_stage_composes(name, tmp_path):
+    """Each stage's command line, as the pipeline would run it, composes for its job."""
+    from reasoning_rl.pipeline import command, load_pipeline
+
+    root, stages = load_pipeline([f"pipeline={name}", f"pipeline.dir={tmp_path}"])
+    assert root == tmp_path and stages
+    for stage in stages:
+        if stage.job == "compare":
+            continue
+        overrides = command(stage, root, ["debug=smoke"])[3:]
+        cfg = compose_resolved(stage.job, overrides)
+        assert cfg.job_name == stage.job
+        if stage.init_from:
+            assert cfg.init_from == str(root / stage.init_from)
 
 
 def test_hub_models_name_a_hub_id():

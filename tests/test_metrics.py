@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import time
 from collections import Counter
@@ -276,3 +277,73 @@ def test_paired_bootstrap_noise_is_not_significant():
     assert out["p_value"] > 0.2
     with pytest.raises(ValueError):
         paired_bootstrap([1.0, 0.0], [1.0])
+
+
+# --- maj@K's exact DP against the one it replaced, and N = 256 (bench/maj_at_k.py times them) -----
+
+
+def _grouped(answers, correct):
+    codes, ok = estimators._group(answers, correct)
+    return estimators._votes(codes, len(ok)), ok, int((codes < 0).sum())
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_maj_at_k_exact_equals_the_previous_dp(seed):
+    from bench.maj_at_k import old_maj_at_k_exact
+
+    rng = random.Random(seed)
+    n, groups = rng.randint(1, 40), rng.randint(1, 12)
+    answers = [rng.choice([None, *(f"g{i}" for i in range(groups))]) for _ in range(n)]
+    right = set(rng.sample([f"g{i}" for i in range(groups)], rng.randint(0, min(3, groups))))
+    correct = [a in right for a in answers]
+    sizes, ok, n_none = _grouped(answers, correct)
+    for k in range(1, n + 1):
+        assert estimators._maj_at_k_exact(sizes, ok, n_none, k) == pytest.approx(
+            old_maj_at_k_exact(sizes, ok, n_none, k), abs=1e-12), k
+
+
+def test_maj_at_k_exact_at_256_samples_equals_the_previous_dp():
+    from bench.maj_at_k import adversarial_problems, old_maj_at_k_exact, realistic_problem
+
+    problems = [realistic_problem(seed) for seed in range(3)] + [adversarial_problems()["128 pairs, half correct"]]
+    for answers, correct in problems:
+        sizes, ok, n_none = _grouped(answers, correct)
+        for k in (1, 2, 4, 8, 16, 32, 64, 128, 256):
+            new, old = estimators._maj_at_k_exact(sizes, ok, n_none, k), old_maj_at_k_exact(sizes, ok, n_none, k)
+            assert abs(new - old) <= 1e-9, (k, new, old)
+
+
+def test_maj_at_k_symmetric_cases_at_256_samples():
+    # Known by symmetry: all-distinct answers tie at one vote each, so a K-subset scores its share of
+    # correct ones, mean c/N for every K; 128 pairs half correct: correct and wrong swap places, 1/2.
+    for c in (0, 1, 77, 128, 256):
+        answers, correct = [f"a{i}" for i in range(256)], [i < c for i in range(256)]
+        for k in (1, 8, 64, 256):
+            assert maj_at_k(answers, correct, k) == pytest.approx(c / 256, abs=1e-12)
+    pairs = [f"a{i // 2}" for i in range(256)]
+    for k in (2, 16, 128, 256):
+        assert maj_at_k(pairs, [(i // 2) % 2 == 0 for i in range(256)], k) == pytest.approx(0.5, abs=1e-12)
+    # One answer right 3 times against 253 distinct wrong ones: it wins any subset holding two of the three.
+    answers = ["right"] * 3 + [f"w{i}" for i in range(253)]
+    correct = [True] * 3 + [False] * 253
+    k = 10
+    two_or_more = sum(math.comb(3, x) * math.comb(253, k - x) for x in (2, 3)) / math.comb(256, k)
+    one = 3 * math.comb(253, k - 1) / math.comb(256, k) / k  # a 10-way tie at one vote each
+    assert maj_at_k(answers, correct, k) == pytest.approx(two_or_more + one, abs=1e-12)
+
+
+def test_256_samples_with_power_of_two_ks_pass_the_config_check():
+    from reasoning_rl.errors import ConfigError
+    from reasoning_rl.evaluation import check_eval_config
+
+    ks = [2**i for i in range(9)]
+    assert check_eval_config({"num_samples": 256, "ks": ks}) == ks
+    assert check_eval_config({"num_samples": 256, "ks": [100, 3, 256]}) == [3, 100, 256]
+    with pytest.raises(ConfigError, match="K=512"):
+        check_eval_config({"num_samples": 256, "ks": [*ks, 512]})
+    answers = [None if i % 7 == 0 else f"x{i % 23}" for i in range(256)]
+    correct = [a == "x5" for a in answers]
+    scores = compute_problem_scores(answers, correct, ks)
+    assert scores["pass@256"] == 1.0 and scores["pass@1"] == pytest.approx(sum(correct) / 256)
+    assert scores["maj@256"] == vote_credit(answers, correct, range(256))
+    assert all(0.0 <= v <= 1.0 for v in scores.values())

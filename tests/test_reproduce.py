@@ -183,3 +183,31 @@ def test_reproducing_a_smoke_evaluation_gives_the_same_summary(tmp_path):
     assert "samples.jsonl: the same completions for all 2 problems" in result.stdout
     overrides = yaml.safe_load((tmp_path / "again" / ".hydra" / "overrides.yaml").read_text())
     assert overrides == tiny
+
+
+def test_a_warm_started_run_is_reproduced_with_its_chain(tmp_path, monkeypatch):
+    """The parents are re-run first, oldest first, and each child starts from its re-run parent."""
+    import yaml
+
+    from reasoning_rl import reproduce
+
+    def fake(name, init_from=None):
+        (tmp_path / name / ".hydra").mkdir(parents=True)
+        (tmp_path / name / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"job_name": "train", "init_from": init_from}))
+        return tmp_path / name
+
+    sft = fake("sft")
+    grpo = fake("grpo", init_from=str(sft / "adapter"))  # RUN/adapter counts as the run
+    again = fake("again", init_from=str(grpo))
+    calls = []
+    monkeypatch.setattr(reproduce, "reproduce", lambda run, overrides, out: calls.append((run, list(overrides), out)) or 0)
+    out = tmp_path / "new"
+    assert reproduce.main([str(again), "seed=2", "--out", str(out)]) == 0
+    assert calls == [
+        (sft, [], tmp_path / "new.parent2"),
+        (grpo, [f"init_from={tmp_path / 'new.parent2'}"], tmp_path / "new.parent1"),
+        (again, ["seed=2", f"init_from={tmp_path / 'new.parent1'}"], out),
+    ]
+    calls.clear()
+    assert reproduce.main([str(again), "--no-chain", "--out", str(out)]) == 0
+    assert calls == [(again, [], out)]

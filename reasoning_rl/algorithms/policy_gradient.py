@@ -37,7 +37,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import SchedulerType, get_scheduler
 
-from reasoning_rl import models
+from reasoning_rl import models, warm_start
 from reasoning_rl.algorithms.rng_state import load_rng, save_rng
 from reasoning_rl.callbacks.checkpoint import (
     CheckpointCallback,
@@ -368,6 +368,8 @@ class PolicyGradientTrainer:
         self.policy = ctx.model.eval()  # dropout off for good: see the module docstring
         self.tokenizer = ctx.tokenizer
         self.device = self.policy.device
+        if ctx.cfg.get("init_from") and config.kl_coef != 0:  # the KL pulls towards the parent, not the base
+            warm_start.add_reference_adapter(self.policy)
         self.policy_params = [p for p in self.policy.parameters() if p.requires_grad]
         self.reward_funcs = get_reward_funcs(config.rewards, grader=ctx.grader, answer_format=ctx.cfg.prompt.answer_format)
         self.backend = build_backend(ctx.cfg.generation, model=self.policy, tokenizer=self.tokenizer)
@@ -391,7 +393,7 @@ class PolicyGradientTrainer:
         if self.config.kl_coef == 0:
             return None
         if hasattr(self.policy, "disable_adapter"):
-            return None  # LoRA: the reference is the same model with the adapter disabled
+            return None  # LoRA: the same model, its adapter disabled (or the warm start's frozen copy)
         log.info("peft=none: loading a frozen copy of the base model as the KL reference")
         reference = models.load_model(self.ctx.cfg.model)
         reference.requires_grad_(False)
@@ -491,7 +493,10 @@ class PolicyGradientTrainer:
         if self.reference is not None:
             logits, _ = response_forward(self.reference, chunk, self.config.temperature)
         else:
-            with self.policy.disable_adapter():
+            from trl.trainer.utils import use_adapter
+
+            reference = warm_start.REFERENCE_ADAPTER if warm_start.REFERENCE_ADAPTER in self.policy.peft_config else None
+            with use_adapter(self.policy, reference):  # None: adapters disabled, i.e. the base model
                 logits, _ = response_forward(self.policy, chunk, self.config.temperature)
         return token_logprobs(logits, chunk.response_ids)
 
@@ -540,7 +545,7 @@ class PolicyGradientTrainer:
         if folder.exists():  # an incomplete leftover of a crash
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-        self.policy.save_pretrained(folder)  # adapter_model.safetensors + adapter_config.json
+        models.save_adapter(self.policy, folder)  # adapter_model.safetensors + adapter_config.json
         save_file(self.critic.trainable_state(), folder / "critic.safetensors")
         torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
                    folder / "optimizer.pt")

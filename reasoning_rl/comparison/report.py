@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reasoning_rl.comparison import table
+from reasoning_rl.comparison import boundary, lineage, passk, table
 from reasoning_rl.comparison.runs import Run, find_run
 from reasoning_rl.comparison.stats import Difference, compare_scores, problem_scores
 from reasoning_rl.errors import UserError
@@ -24,6 +24,12 @@ class Comparison:
     curve_metrics: list[str]  # pass@K and maj@K for the largest K
     diffs: dict[str, list[Difference]] = field(default_factory=dict)  # run name -> vs the baseline
     warnings: list[str] = field(default_factory=list)
+    boundaries: list[boundary.Boundary] = field(default_factory=list)  # each run's solved problems vs the baseline
+    parents: dict[str, str | None] = field(default_factory=dict)  # run name -> the `from` cell
+    chains: list[list[str]] = field(default_factory=list)  # lineage, root first
+
+    def run_table(self) -> tuple[list[str], list[list[str]]]:
+        return table.run_rows(self.runs, self.keys, self.metrics, self.parents)
 
 
 def choose_metrics(runs: Sequence[Run], requested: Sequence[str] | None, warnings: list[str]) -> list[str]:
@@ -105,7 +111,8 @@ def build(runs: list[Run], *, baseline: str | None = None, metrics: Sequence[str
     warnings: list[str] = []
     chosen = choose_metrics(runs, metrics, warnings)
     comparison = Comparison(runs=runs, baseline=None, keys=table.differing_keys([r.config for r in runs]),
-                            metrics=chosen, curve_metrics=choose_curve_metrics(runs), warnings=warnings)
+                            metrics=chosen, curve_metrics=choose_curve_metrics(runs), warnings=warnings,
+                            parents={r.name: lineage.parent_label(r, runs) for r in runs}, chains=lineage.chains(runs))
     for run in runs:
         if run.status != "completed":
             warnings.append(f"{run.name}: {run.status}" + (f" ({run.error.splitlines()[0][:200]})" if run.error else "")
@@ -119,26 +126,41 @@ def build(runs: list[Run], *, baseline: str | None = None, metrics: Sequence[str
     elif len(runs) > 1:
         comparison.baseline = base
         comparison.diffs = paired_differences(runs, base, metrics, warnings, n_resamples, seed)
+        comparison.boundaries = boundary.boundary_rows(runs, base)
     return comparison
 
 
+def lineage_lines(c: Comparison) -> list[str]:
+    return [f"lineage: {' → '.join(chain)}" for chain in c.chains]
+
+
 def terminal_text(c: Comparison) -> str:
-    parts = [table.render_text(*table.run_rows(c.runs, c.keys, c.metrics))]
+    parts = [table.render_text(*c.run_table())]
+    if c.chains:
+        parts += ["", *lineage_lines(c)]
     if c.baseline is not None and c.diffs:
         parts.append(f"\ndifference from the baseline {c.baseline.name} (bootstrap 95% CI, two-sided p):")
         parts.append(table.render_text(*table.diff_rows(c.baseline, c.diffs)))
+    if c.baseline is not None and c.boundaries:
+        parts.append(f"\nreasoning boundary vs the baseline {c.baseline.name} "
+                     "(solved@N: at least one of N samples correct):")
+        parts.append(table.render_text(*boundary.table_rows(c.baseline, c.boundaries)))
     return "\n".join(parts)
 
 
 def write(c: Comparison, out_dir: Path, command: str = "") -> dict[str, Path]:
-    """compare.md, compare.csv, compare_paired.csv, compare_curves.png, compare_train.png, compare_bars.png,
-    plots.json."""
-    pngs = ("compare_curves.png", "compare_train.png", "compare_bars.png")
-    files = {name: out_dir / name for name in ("compare.md", "compare.csv", "compare_paired.csv", *pngs, "plots.json")}
-    for name in pngs:  # from an earlier comparison into the same dir
+    """compare.md, compare.csv, compare_paired.csv, compare_boundary.csv, compare_curves.png, compare_train.png,
+    compare_bars.png, compare_passk.png, plots.json."""
+    pngs = ("compare_curves.png", "compare_train.png", "compare_bars.png", "compare_passk.png")
+    names = ("compare.md", "compare.csv", "compare_paired.csv", "compare_boundary.csv", *pngs, "plots.json")
+    files = {name: out_dir / name for name in names}
+    for name in (*pngs, "compare_boundary.csv"):  # from an earlier comparison into the same dir
         files[name].unlink(missing_ok=True)
-    table.write_runs_csv(files["compare.csv"], c.runs, c.keys, c.metrics)
+    table.write_runs_csv(files["compare.csv"], c.runs, c.keys, c.metrics, c.parents)
     table.write_diffs_csv(files["compare_paired.csv"], c.baseline or c.runs[0], c.diffs)
+    if c.baseline is not None and c.boundaries:
+        boundary.write_csv(files["compare_boundary.csv"], c.baseline, c.boundaries)
+    summaries = [(r.name, r.summary) for r in c.runs]
     plotted = {
         "curves": plot_compare_curves([(r.name, r.rows, r.job == "evaluate") for r in c.runs],
                                       c.curve_metrics, files["compare_curves.png"]) if c.curve_metrics else {},
@@ -147,9 +169,10 @@ def write(c: Comparison, out_dir: Path, command: str = "") -> dict[str, Path]:
         # every run, so each keeps its color from the curves; one without a summary gets no bars
         "bars": plot_metric_bars([(r.name, r.summary) for r in c.runs],
                                  c.metrics, files["compare_bars.png"]) if c.metrics else {},
+        "passk": passk.plot_passk(summaries, files["compare_passk.png"]) if passk.has_curve(summaries) else {},
     }
     files["plots.json"].write_text(json.dumps(plotted, indent=2) + "\n")
-    for name in pngs:
+    for name in (*pngs, "compare_boundary.csv"):
         if not files[name].exists():
             del files[name]
     files["compare.md"].write_text(markdown(c, command, files))
@@ -160,19 +183,28 @@ def markdown(c: Comparison, command: str, files: dict[str, Path]) -> str:
     lines = ["# Run comparison", ""]
     if command:
         lines += ["```bash", command, "```", ""]
-    lines += [table.render_markdown(*table.run_rows(c.runs, c.keys, c.metrics)), "",
+    lines += [table.render_markdown(*c.run_table()), "",
               "Metrics: mean [95 % bootstrap CI over problems], from each run's summary.json.", ""]
+    if c.chains:
+        lines += [*(f"- {line}" for line in lineage_lines(c)), "",
+                  "`from`: the run a warm start continued (`init_from`), by table name when compared here.", ""]
     if c.baseline is not None and c.diffs:
         lines += [f"## Difference from the baseline `{c.baseline.name}`", "",
                   table.render_markdown(*table.diff_rows(c.baseline, c.diffs)), "",
                   "Difference = run − baseline, recomputed per problem from samples.jsonl; paired bootstrap over "
                   "problems when both runs scored the same problem ids (else independent bootstraps); two-sided "
                   "p-value from the bootstrap distribution shifted to zero difference.", ""]
+    if c.baseline is not None and c.boundaries:
+        lines += [f"## Reasoning boundary (vs the baseline `{c.baseline.name}`)", "",
+                  table.render_markdown(*boundary.table_rows(c.baseline, c.boundaries)), "",
+                  "solved@N: problems with at least one correct answer among the N samples (pass@N = 1); gained: "
+                  "solved by the run and not by the baseline, lost: the reverse (all ids in compare_boundary.csv). "
+                  "Distinct answers: different extracted answers per problem, unparsable ones not counted.", ""]
     if c.warnings:
         lines += ["## Warnings", "", *(f"- {w}" for w in c.warnings), ""]
     lines += ["## Runs", "", *(f"- `{r.name}`: {r.path}" for r in c.runs), ""]
     for name, label in (("compare_curves.png", "eval curves"), ("compare_train.png", "training curves"),
-                        ("compare_bars.png", "final metrics")):
+                        ("compare_bars.png", "final metrics"), ("compare_passk.png", "pass@K against K")):
         if name in files:
             lines += [f"![{label}]({name})", ""]
     return "\n".join(lines)

@@ -42,6 +42,7 @@ class Run:
     summary: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> {mean, ci_low, ci_high, n}
     rows: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl
     sweep_group: str | None = None  # the W&B group of the sweep it came from
+    parent: dict[str, Any] | None = None  # provenance.json's "parent" (warm start); absent in older runs
 
     @property
     def job(self) -> str:
@@ -118,8 +119,11 @@ def load_run(path: Path, name: str, fallback_status: str | None = None, fallback
     error = own.get("error") or own.get("message") or (fallback_error if status == fallback_status else None)
     rows = read_jsonl(path / "metrics.jsonl") if (path / "metrics.jsonl").is_file() else []
     summary = {k: v for k, v in summary.items() if isinstance(v, Mapping) and "mean" in v}
+    provenance = _read_json(path / "provenance.json")
+    parent = provenance.get("parent") if isinstance(provenance, Mapping) else None
     return Run(path=path, name=name, status=status, error=error, config=load_config(path),
-               summary=summary, rows=rows, sweep_group=sweep_group)
+               summary=summary, rows=rows, sweep_group=sweep_group,
+               parent=parent if isinstance(parent, Mapping) else None)
 
 
 @dataclass

@@ -16,6 +16,8 @@ MISSING = "-"
 # Keys that differ without changing what a run computes: where it logs, how often it checkpoints.
 NOISE_PREFIXES = ("logger.", "checkpoint.")
 _MAX_CELL = 40
+# Keys shown in a column of their own: job_name as `job`, init_from (a warm start's parent) as `from`.
+OWN_COLUMN = ("job_name", "init_from")
 
 
 def _key(value: Any) -> str:
@@ -35,7 +37,7 @@ def differing_keys(configs: Sequence[Mapping[str, Any]]) -> list[str]:
         order.update(dict.fromkeys(config))
     keys = []
     for key in order:
-        if key == "job_name" or key.startswith(NOISE_PREFIXES):  # job_name has its own column
+        if key in OWN_COLUMN or key.startswith(NOISE_PREFIXES):
             continue
         values = [_key(c[key]) for c in configs if key in c]
         missing_somewhere = len(values) < len(configs)
@@ -74,10 +76,13 @@ def eval_set(run: Run) -> str:
     return f"{run.config.get('dataset.name', '?')}/{run.config.get(split_key, '?')} n={n}"
 
 
-def run_rows(runs: Sequence[Run], keys: Sequence[str], metrics: Sequence[str]) -> tuple[list[str], list[list[str]]]:
-    header = ["run", "job", "status", "eval set", *keys, *metrics]
+def run_rows(runs: Sequence[Run], keys: Sequence[str], metrics: Sequence[str],
+             parents: Mapping[str, str | None] | None = None) -> tuple[list[str], list[list[str]]]:
+    """parents: run name -> the `from` cell (lineage.parent_label); the column shows only when a run has one."""
+    lineage = parents if parents and any(parents.values()) else None
+    header = ["run", "job", *(["from"] if lineage else []), "status", "eval set", *keys, *metrics]
     rows = [
-        [run.name, run.job, run.status, eval_set(run),
+        [run.name, run.job, *([lineage.get(run.name) or MISSING] if lineage else []), run.status, eval_set(run),
          *(_short(format_value(run.config[k])) if k in run.config else MISSING for k in keys),
          *(interval(run.summary.get(m)) for m in metrics)]
         for run in runs
@@ -108,18 +113,20 @@ def render_markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str
     return "\n".join([line(header), line(["---"] * len(header)), *(line(r) for r in rows)])
 
 
-def write_runs_csv(path: Path, runs: Sequence[Run], keys: Sequence[str], metrics: Sequence[str]) -> Path:
+def write_runs_csv(path: Path, runs: Sequence[Run], keys: Sequence[str], metrics: Sequence[str],
+                   parents: Mapping[str, str | None] | None = None) -> Path:
     """Numbers as numbers: mean, ci_low, ci_high and n of each metric in their own columns."""
+    parents = parents or {}
     stat_columns = [f"{m}{suffix}" for m in metrics for suffix in ("", "_ci_low", "_ci_high", "_n")]
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["run", "path", "job", "status", "eval_set", *keys, *stat_columns, "error"])
+        writer.writerow(["run", "path", "job", "from", "status", "eval_set", *keys, *stat_columns, "error"])
         for run in runs:
             stats = []
             for m in metrics:
                 s = run.summary.get(m)
                 stats += [s["mean"], s["ci_low"], s["ci_high"], s["n"]] if s else ["", "", "", ""]
-            writer.writerow([run.name, str(run.path), run.job, run.status, eval_set(run),
+            writer.writerow([run.name, str(run.path), run.job, parents.get(run.name) or "", run.status, eval_set(run),
                              *(format_value(run.config[k]) if k in run.config else "" for k in keys),
                              *stats, (run.error or "").splitlines()[0] if run.error else ""])
     return path
