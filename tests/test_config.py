@@ -75,7 +75,10 @@ def test_every_pipeline_stage_composes(name, tmp_path):
     """Each stage's command line, as the pipeline would run it, composes for its job."""
     from reasoning_rl.pipeline import command, load_pipeline
 
-    root, stages = load_pipeline([f"pipeline={name}", f"pipeline.dir={tmp_path}"])
+    import yaml
+
+    required = [k for k, v in yaml.safe_load((CONF / "pipeline" / f"{name}.yaml").read_text()).items() if v == "???"]
+    root, stages = load_pipeline([f"pipeline={name}", *[f"pipeline.{k}={tmp_path}" for k in required]])
     assert root == tmp_path and stages
     for stage in stages:
         if stage.job == "compare":

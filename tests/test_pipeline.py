@@ -125,6 +125,7 @@ def test_pipeline_on_slurm_holds_the_second_stage(tmp_path, slurm_cluster):
         second: {job: train, init_from: first}
         broken: {job: train, overrides: [hparams.learning_rate=-1]}
         after_broken: {job: train, init_from: broken}
+        cmp: {job: compare, runs: [first, second], baseline: first}
     """)
     root = tmp_path / "out"
     start = time.monotonic()
@@ -144,6 +145,8 @@ def test_pipeline_on_slurm_holds_the_second_stage(tmp_path, slurm_cluster):
         time.sleep(5)
     assert states["first"] == "COMPLETED" and states["second"] == "COMPLETED", states
     assert states["broken"] == "FAILED" and states["after_broken"].startswith("CANCELLED"), states
+    assert states["cmp"] == "COMPLETED" and "lineage:" in (root / "cmp" / "compare.md").read_text(), states
+    assert records["cmp"]["after"] == [records["first"]["job_id"], records["second"]["job_id"]]
     parent = json.loads((root / "second" / "provenance.json").read_text())["parent"]
     assert parent["run_dir"] == str(root / "first")
     times = {name: _sacct_times(records[name]["job_id"]) for name in ("first", "second")}

@@ -43,8 +43,10 @@ def dependency_overrides(job_ids: Sequence[str]) -> list[str]:
 def submit_sweep_stage(cmd: Sequence[str], root: Path, name: str, launcher: Sequence[str], after: Sequence[str]) -> str:
     """One-run sweep of the stage's job; returns its SLURM job id."""
     sweep_dir = root / ".submit" / name
-    placement = ["-m", *launcher, f"hydra.sweep.dir={sweep_dir}", f"hydra.sweep.subdir={root / name}"]
-    result = subprocess.run([*cmd, *placement, *dependency_overrides(after)], capture_output=True, text=True)
+    placement = [*launcher, f"hydra.sweep.dir={sweep_dir}", f"hydra.sweep.subdir={root / name}"]
+    # Hydra's -m before the overrides: its argparse takes no flag after the positionals.
+    multirun = [*cmd[:3], "-m", *cmd[3:]]
+    result = subprocess.run([*multirun, *placement, *dependency_overrides(after)], capture_output=True, text=True)
     if result.returncode != 0:
         lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")] or result.stderr.splitlines()[-1:]
         raise UserError(f"stage {name} was not submitted: {(lines[-1] if lines else 'exit status ' + str(result.returncode)).removeprefix('error: ')}")
