@@ -21,6 +21,7 @@ ADDABLE = {
 PASSTHROUGH = (
     "algorithm.args.",        # TRL's GRPOConfig / SFTConfig / ORPOConfig
     "dataset.task_config.",   # the reasoning-gym task's own config dataclass
+    "peft.",                  # peft's LoraConfig (models.check_peft_config names the nearest field)
     "hydra.",                 # Hydra's own settings
 )
 

@@ -18,6 +18,7 @@ from reasoning_rl.generation import budget_forcing_from_cfg, build_backend, samp
 from reasoning_rl.grading import get_grader
 from reasoning_rl.jobs import format_table, job_run
 from reasoning_rl.prompts import apply_chat_template
+from reasoning_rl.tracking.tracker import check_logger_config
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def run(cfg: DictConfig) -> dict:
     sampling_params_from_cfg(cfg.generation, n=cfg.eval.num_samples, seed=cfg.seed)  # bad sampling settings too
     budget_forcing_from_cfg(cfg.generation)  # a bad generation.budget_forcing fails before anything loads
     check_checkpoint(cfg)
+    check_logger_config(cfg.logger)
     with job_run(cfg) as (run_dir, tracker):
         problems, grader_name = load_problems(cfg.dataset, cfg.prompt)
         grader = get_grader(grader_name, answer_format=cfg.prompt.answer_format, **grader_options(cfg.dataset))
@@ -76,6 +78,8 @@ def run(cfg: DictConfig) -> dict:
         tracker.log(result.flat(), step=0)
         tracker.set_summary(result.flat())
         run_dir.write_summary(result.summary)
+        tracker.log_samples(result.records, 0, problems)
+        tracker.log_artifact("results", "eval_results", [run_dir.summary_path, run_dir.samples_path])
 
     model_name = f"{cfg.model.name_or_path} + {cfg.checkpoint}" if cfg.checkpoint else cfg.model.name_or_path
     title = f"{model_name} on {cfg.dataset.name}/{cfg.dataset.split} ({len(problems)} problems, N={sampling.n})"

@@ -43,7 +43,8 @@ def job_run(cfg: DictConfig, resuming: Callable[[Path], bool] | None = None) -> 
     with _stop_on_termination():
         run_dir.set_status("running")
         try:
-            tracker = Tracker(run_dir, cfg.logger, {**container, "overrides": [redact_override(o) for o in overrides]})
+            tracker = Tracker(run_dir, cfg.logger, {**container, "overrides": [redact_override(o) for o in overrides]},
+                              job_type=cfg.get("job_name"))
             yield run_dir, tracker
         except Preempted as exc:
             run_dir.set_status("preempted", message=str(exc))

@@ -186,7 +186,81 @@ def load_model_and_tokenizer(
     return load_model(cfg, device=device), load_tokenizer(cfg)
 
 
-_PEFT_KEYS = ("name", "r", "alpha", "dropout", "target_modules", "bias")
+# Our short names for LoraConfig's fields (either spelling works; both at once is refused).
+PEFT_ALIASES = {"alpha": "lora_alpha", "dropout": "lora_dropout"}
+_PEFT_DEFAULTS = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear", "bias": "none",
+                  "task_type": "CAUSAL_LM"}
+
+
+def lora_fields() -> tuple[str, ...]:
+    """Every setting peft's LoraConfig takes (`peft.use_dora=true` and the like pass through as they are)."""
+    import dataclasses
+
+    from peft import LoraConfig
+
+    return tuple(f.name for f in dataclasses.fields(LoraConfig) if f.init)
+
+
+def _is_interpolation(peft_cfg: Any, key: str) -> bool:
+    from omegaconf import DictConfig, OmegaConf
+
+    return isinstance(peft_cfg, DictConfig) and key in peft_cfg and OmegaConf.is_interpolation(peft_cfg, key)
+
+
+def _command_line_keys() -> set[str] | None:
+    """The peft.* keys this Hydra job's command line sets; None outside a Hydra job."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    keys = set()
+    for override in HydraConfig.get().overrides.task:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key.startswith("peft."):
+            keys.add(key[len("peft."):])
+    return keys
+
+
+def _literal(peft_cfg: Any, key: str) -> bool:
+    """Present, not null, and not an interpolation (a config of one's own may write `alpha: ${.lora_alpha}`)."""
+    return key in (peft_cfg or {}) and not _is_interpolation(peft_cfg, key) and peft_cfg.get(key) is not None
+
+
+def lora_settings(peft_cfg: Any) -> dict[str, Any]:
+    """peft's settings as LoraConfig's keyword arguments (our short names mapped to peft's), with our defaults;
+    the spelling each came from under `_spelled`. Raises ConfigError for an unknown key or both spellings."""
+    from omegaconf import DictConfig, OmegaConf
+
+    raw = OmegaConf.to_container(peft_cfg, resolve=True) if isinstance(peft_cfg, DictConfig) else dict(peft_cfg or {})
+    known = lora_fields()
+    for key in raw:
+        if key != "name" and key not in known and key not in PEFT_ALIASES:
+            choices = ("name", *PEFT_ALIASES, *known)
+            near = difflib.get_close_matches(str(key), choices, n=1) or [
+                k for k in choices if str(key).startswith(k) or k.startswith(str(key))]  # rank -> r
+            raise ConfigError(f"peft.{key} is not a LoRA setting{f' (did you mean peft.{near[0]}?)' if near else ''}; "
+                              f"peft.* takes peft's LoraConfig fields (r, lora_alpha, lora_dropout, target_modules, "
+                              f"use_dora, ...) and the short names alpha, dropout")
+    command_line = _command_line_keys()
+    settings = {k: v for k, v in raw.items() if k != "name" and k not in PEFT_ALIASES and v is not None}
+    spelled = {k: k for k in settings}
+    for short, full in PEFT_ALIASES.items():
+        if not _literal(peft_cfg, short):
+            continue
+        if _literal(peft_cfg, full):
+            # In a Hydra job, one spelling may come from a config file (lora.yaml's alpha: 32): the command
+            # line's wins, else peft's own spelling; both at once means both on the command line.
+            both = command_line is None or {short, full} <= command_line
+            if both and raw[short] != raw[full]:
+                raise ConfigError(f"peft.{short}={raw[short]} and peft.{full}={raw[full]} are one setting "
+                                  f"({short} is our short name for peft's {full}); give one of them")
+            if command_line is None or short not in command_line or full in command_line:
+                continue
+        settings[full], spelled[full] = raw[short], short
+    for key, value in _PEFT_DEFAULTS.items():
+        settings.setdefault(key, value)
+        spelled.setdefault(key, key)
+    return {**settings, "_spelled": spelled}
 
 
 def check_peft_config(peft_cfg: Any) -> None:
@@ -196,24 +270,44 @@ def check_peft_config(peft_cfg: Any) -> None:
         raise ConfigError(f"peft.name must be 'lora' or 'none', got {name!r}")
     if name == "none":
         return
-    for key in (peft_cfg or {}):
-        if key not in _PEFT_KEYS:
-            near = difflib.get_close_matches(str(key), _PEFT_KEYS, n=1) or [
-                k for k in _PEFT_KEYS if str(key).startswith(k) or k.startswith(str(key))]  # rank -> r
-            raise ConfigError(f"peft.{key} is not a LoRA setting{f' (did you mean peft.{near[0]}?)' if near else ''}; "
-                              f"known: {', '.join(_PEFT_KEYS)}")
-    r, alpha, dropout = _get(peft_cfg, "r", 16), _get(peft_cfg, "alpha", 32), _get(peft_cfg, "dropout", 0.0)
+    config = _lora_config(peft_cfg)
+    # Readers of the short names (warm_start compares peft.alpha with the parent's adapter) see the value
+    # that applies; peft's own spellings stay as given (null in lora.yaml), so a resume's fingerprint matches.
+    for short, full in PEFT_ALIASES.items():
+        if short in (peft_cfg or {}) and not _is_interpolation(peft_cfg, short):
+            try:
+                peft_cfg[short] = getattr(config, full)
+            except Exception:  # a read-only config: nothing reads it after us
+                pass
+
+
+def _lora_config(peft_cfg: Any):
+    settings = lora_settings(peft_cfg)
+    spelled = settings.pop("_spelled")
+    r, alpha, dropout = settings["r"], settings["lora_alpha"], settings["lora_dropout"]
     if not isinstance(r, int) or isinstance(r, bool) or r < 1:
         raise ConfigError(f"peft.r (the LoRA rank) must be an integer >= 1, got {r!r}")
     if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or alpha <= 0:
-        raise ConfigError(f"peft.alpha must be a number > 0, got {alpha!r}")
+        raise ConfigError(f"peft.{spelled['lora_alpha']} must be a number > 0, got {alpha!r}")
     if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
-        raise ConfigError(f"peft.dropout must be in [0, 1), got {dropout!r}")
-    if _get(peft_cfg, "bias", "none") not in ("none", "all", "lora_only"):
-        raise ConfigError(f"peft.bias must be none, all or lora_only, got {_get(peft_cfg, 'bias')!r}")
-    targets = _get(peft_cfg, "target_modules", "all-linear")
+        raise ConfigError(f"peft.{spelled['lora_dropout']} must be in [0, 1), got {dropout!r}")
+    if settings["bias"] not in ("none", "all", "lora_only"):
+        raise ConfigError(f"peft.bias must be none, all or lora_only, got {settings['bias']!r}")
+    targets = settings["target_modules"]
     if not (isinstance(targets, str) or (_is_list(targets) and targets and all(isinstance(t, str) for t in targets))):
         raise ConfigError(f"peft.target_modules must be 'all-linear' or a list of module names, got {targets!r}")
+    import dataclasses
+
+    from peft import LoraConfig
+
+    for field in dataclasses.fields(LoraConfig):  # peft doesn't check types: use_dora=maybe would read as True
+        if isinstance(field.default, bool) and field.name in settings and not isinstance(settings[field.name], bool):
+            raise ConfigError(f"peft.{field.name} must be true or false, got {settings[field.name]!r}")
+    try:
+        return LoraConfig(**settings)
+    except (TypeError, ValueError) as exc:  # e.g. use_dora with an option DoRA doesn't support
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"peft: LoraConfig refuses these settings: {message}") from exc
 
 
 def _is_list(value: Any) -> bool:
@@ -224,18 +318,11 @@ def apply_peft(model, peft_cfg: Any):
     check_peft_config(peft_cfg)
     if _get(peft_cfg, "name", "none") == "none":
         return model
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
-    targets = _get(peft_cfg, "target_modules", "all-linear")
-    targets = targets if isinstance(targets, str) else list(targets)
-    config = LoraConfig(
-        r=int(_get(peft_cfg, "r", 16)),
-        lora_alpha=_get(peft_cfg, "alpha", 32),
-        lora_dropout=float(_get(peft_cfg, "dropout", 0.0)),
-        target_modules=targets,
-        bias=str(_get(peft_cfg, "bias", "none")),
-        task_type="CAUSAL_LM",
-    )
+    config = _lora_config(peft_cfg)
+    targets = config.target_modules
+    targets = sorted(targets) if isinstance(targets, (set, frozenset)) else targets
     try:
         return get_peft_model(model, config)
     except ValueError as exc:  # a module name the model doesn't have: name the ones it does

@@ -9,8 +9,11 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from reasoning_rl import job_help
 from reasoning_rl.cli import run_hydra_job
 from reasoning_rl.errors import exit_on_user_error
+
+job_help.register()  # `--help`: conf/train.yaml's template lists this job's groups only
 
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")

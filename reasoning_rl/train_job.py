@@ -29,6 +29,7 @@ from reasoning_rl.jobs import format_table, job_run
 from reasoning_rl.launching import requeue
 from reasoning_rl.tracking.plots import eval_points, plot_eval_curves
 from reasoning_rl.tracking.run_dir import read_jsonl, write_json_atomic
+from reasoning_rl.tracking.tracker import check_logger_config
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def check_config(cfg: DictConfig) -> None:
     """Everything that can be wrong with the config, found before a model loads."""
     check_eval_config(cfg.eval)
     check_generation_config(cfg.generation, cfg.eval)
+    check_logger_config(cfg.logger)
     models.check_peft_config(cfg.peft)
     sampling_params_from_cfg(cfg.generation, n=cfg.eval.num_samples, seed=cfg.seed)
     if cfg.checkpoint.resume not in ("auto", "never"):
@@ -126,6 +128,7 @@ def run(cfg: DictConfig) -> dict:
     with job_run(cfg, resuming=resuming) as (run_dir, tracker):
         record_parent(run_dir, cfg)
         ctx = build_context(cfg, run_dir, tracker)
+        log_eval_tables(ctx)
         algorithm.train(ctx)
         if ctx.preempted:
             resume = requeue.schedule_requeue()  # on SLURM: requeue this task as the process exits
@@ -133,6 +136,7 @@ def run(cfg: DictConfig) -> dict:
         final_step = max(ctx.eval_results, default=None)
         final = ctx.eval_results[final_step] if final_step is not None else ctx.run_eval(ctx.model, 0)
         png = save_results(ctx, final)
+        log_outputs(ctx, png, final_step or 0)
 
     if run_dir.main:
         k = max(cfg.eval.ks)
@@ -142,6 +146,26 @@ def run(cfg: DictConfig) -> dict:
         print(f"curves: {png}")
         print(f"run dir: {run_dir.path}")
     return final.summary
+
+
+def log_eval_tables(ctx: TrainContext) -> None:
+    """Each in-training evaluation also logs its samples as a W&B table (`eval/samples`, at that step)."""
+    run_eval = ctx.run_eval
+
+    def run_eval_and_log_samples(model, step: int):
+        result = run_eval(model, step)
+        ctx.tracker.log_samples(result.records, step, ctx.eval_problems)
+        return result
+
+    ctx.run_eval = run_eval_and_log_samples  # the instance attribute is what callbacks and loops call
+
+
+def log_outputs(ctx: TrainContext, png: Path, step: int) -> None:
+    """The run's results as W&B artifacts (adapter; summary + samples) and the curve PNG as an image."""
+    path = ctx.run_dir.path
+    ctx.tracker.log_image("eval/curves", png, step)
+    ctx.tracker.log_artifact("adapter", "model", [path / "adapter"])
+    ctx.tracker.log_artifact("results", "eval_results", [path / "summary.json", path / "samples.jsonl"])
 
 
 def save_results(ctx: TrainContext, final) -> Path:

@@ -103,6 +103,7 @@ def test_smoke_shrinks_sizes():
     assert smoke.generation.max_new_tokens < full.generation.max_new_tokens
 
 
-def test_logger_is_offline_wandb_by_default():
+def test_logger_is_offline_wandb_by_default(monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # the default follows an exported WANDB_MODE
     cfg = compose_resolved("evaluate", [])
     assert cfg.logger.name == "wandb" and cfg.logger.mode == "offline"

@@ -7,11 +7,12 @@ step with a KL penalty (`beta`) to the reference model (the base model: LoRA ada
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 
 from datasets import Dataset
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from trl import GRPOConfig, GRPOTrainer
 
 from reasoning_rl.algorithms.common import TrainContext, problem_rows, trainer_kwargs
@@ -20,11 +21,40 @@ from reasoning_rl.generation import budget_forcing_from_cfg
 from reasoning_rl.generation.rollout import backend_rollout
 from reasoning_rl.grading import REWARDS, get_reward_funcs
 
+log = logging.getLogger(__name__)
+
+# Our name (shared with PPO and TRPO) -> TRL's, which algorithm.args also accepts (the old spelling).
+SHARED_NAMES = {"num_generations": "num_generations", "kl_coef": "beta"}
+_warned: set[str] = set()
+
+
+def apply_shared_names(algo: DictConfig) -> None:
+    """algorithm.num_generations / algorithm.kl_coef reach TRL through conf/algorithm/grpo.yaml's
+    `args.num_generations: ${..num_generations}`; an args value of its own is the old spelling: it still
+    wins (TRL reads it), with a warning, and the shared name is set to agree."""
+    args = algo.get("args") or {}
+    for ours, trl in SHARED_NAMES.items():
+        if trl not in args or args.get(trl) is None:
+            continue
+        if ours not in algo:
+            continue  # a config of its own without our names: args alone, as before
+        if OmegaConf.is_interpolation(args, trl) or args[trl] == algo[ours]:
+            continue
+        if ours not in _warned:
+            _warned.add(ours)
+            log.warning("algorithm.args.%s=%s is the old spelling of algorithm.%s (shared with PPO and TRPO); "
+                        "it overrides algorithm.%s=%s. Write algorithm.%s=%s instead.",
+                        trl, args[trl], ours, ours, algo[ours], ours, args[trl])
+        algo[ours] = args[trl]
+
+
 
 def check_config(cfg: DictConfig) -> None:
     algo = cfg.algorithm
+    apply_shared_names(algo)
     if algo.args.get("num_generations", 8) < 2:
-        raise ConfigError("algorithm.args.num_generations must be >= 2: GRPO's advantages compare completions of one prompt")
+        raise ConfigError(f"algorithm.num_generations must be >= 2 (got {algo.args.get('num_generations')}): "
+                          "GRPO's advantages compare completions of one prompt")
     unknown = [r for r in algo.rewards if r not in REWARDS]
     if unknown:
         raise ConfigError(f"algorithm.rewards: unknown reward {unknown[0]!r}; known: {sorted(REWARDS)}")
@@ -48,7 +78,7 @@ def check_config(cfg: DictConfig) -> None:
     if batch % algo.args.get("num_generations", 8):
         raise ConfigError(
             f"hparams.per_device_train_batch_size x gradient_accumulation_steps = {batch} must be a multiple "
-            f"of algorithm.args.num_generations = {algo.args.num_generations}"
+            f"of algorithm.num_generations = {algo.args.num_generations}"
         )
 
 

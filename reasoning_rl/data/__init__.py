@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reasoning_rl.data import ai2_arc, arc_agi, gsm8k, reasoning_gym  # noqa: F401  (register the data sets)
+from reasoning_rl.data import ai2_arc, arc_agi, gsm8k, hf, reasoning_gym  # noqa: F401  (register the data sets)
 from reasoning_rl.data.base import Problem
 from reasoning_rl.data.contamination import check_contamination
 from reasoning_rl.data.registry import DatasetSpec, get_dataset, register_dataset
