@@ -173,3 +173,22 @@ def test_help_lists_what_the_job_takes(job):
             shown = option in listed.get(group, [])
             assert shown == composes(job, f"{group}={option}"), \
                 f"{job} --help {'lists' if shown else 'omits'} {group}={option}"
+
+
+def test_a_grpo_checkpoint_from_before_the_shared_names_still_resumes(tmp_path):
+    """Its fingerprint has algorithm.args.num_generations/beta but not algorithm.num_generations/kl_coef."""
+    import json
+
+    import pytest as _pytest
+
+    from reasoning_rl.callbacks.checkpoint import check_resumable, fingerprint
+    from reasoning_rl.errors import ConfigError
+
+    now = {"algorithm": {"name": "grpo", "num_generations": 8, "kl_coef": 0.0, "args": {"num_generations": 8, "beta": 0.0}}}
+    old = fingerprint(now)
+    del old["algorithm.num_generations"], old["algorithm.kl_coef"]
+    (tmp_path / "config_fingerprint.json").write_text(json.dumps(old))
+    check_resumable(tmp_path, now)
+    changed = {"algorithm": {**now["algorithm"], "num_generations": 4, "args": {"num_generations": 4, "beta": 0.0}}}
+    with _pytest.raises(ConfigError, match="different config"):
+        check_resumable(tmp_path, changed)

@@ -153,6 +153,11 @@ def fingerprint(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in flat.items() if k not in NOT_FINGERPRINTED}
 
 
+# Keys that got a shared name (conf/algorithm/grpo.yaml): GRPO's checkpoints written before recorded the
+# same settings under TRL's name only.
+_RENAMED = {"algorithm.num_generations": "algorithm.args.num_generations", "algorithm.kl_coef": "algorithm.args.beta"}
+
+
 def check_resumable(folder: Path, config: Mapping[str, Any]) -> None:
     """Record the config that produced these checkpoints; refuse to mix in a different one."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -166,6 +171,9 @@ def check_resumable(folder: Path, config: Mapping[str, Any]) -> None:
         if unrecorded:
             log.warning("%s was recorded without %s: those settings are not checked on this resume", path,
                         ", ".join(unrecorded))
+        for new, old in _RENAMED.items():  # a GRPO fingerprint from before the shared names
+            if new not in saved and old in saved and new in current:
+                saved[new] = saved[old]
         changed = sorted(k for k in set(saved) | set(current)
                          if k.split(".", 1)[0] in recorded and saved.get(k) != current.get(k))
         if changed:
