@@ -128,7 +128,6 @@ def run(cfg: DictConfig) -> dict:
     with job_run(cfg, resuming=resuming) as (run_dir, tracker):
         record_parent(run_dir, cfg)
         ctx = build_context(cfg, run_dir, tracker)
-        log_eval_tables(ctx)
         algorithm.train(ctx)
         if ctx.preempted:
             resume = requeue.schedule_requeue()  # on SLURM: requeue this task as the process exits
@@ -146,18 +145,6 @@ def run(cfg: DictConfig) -> dict:
         print(f"curves: {png}")
         print(f"run dir: {run_dir.path}")
     return final.summary
-
-
-def log_eval_tables(ctx: TrainContext) -> None:
-    """Each in-training evaluation also logs its samples as a W&B table (`eval/samples`, at that step)."""
-    run_eval = ctx.run_eval
-
-    def run_eval_and_log_samples(model, step: int):
-        result = run_eval(model, step)
-        ctx.tracker.log_samples(result.records, step, ctx.eval_problems)
-        return result
-
-    ctx.run_eval = run_eval_and_log_samples  # the instance attribute is what callbacks and loops call
 
 
 def log_outputs(ctx: TrainContext, png: Path, step: int) -> None:

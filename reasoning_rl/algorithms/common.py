@@ -108,6 +108,7 @@ class TrainContext:
                 sampling=sampling, answer_format=self.cfg.prompt.answer_format, progress=False,
             )
         self.tracker.log(result.flat(), step=step)
+        self.tracker.log_samples(result.records, step, self.eval_problems)  # the W&B `eval/samples` table
         self.eval_results[step] = result
         # Every point of the curve keeps its samples, so any two steps can be compared problem by problem.
         self.run_dir.write_samples(result.records, name=f"samples_step{step}.jsonl")
