@@ -16,6 +16,9 @@ held by `--dependency=afterok:` on the stages it depends on, with `--kill-on-inv
 failed SFT cancels what depends on it; the compare stage is a small job of its own. The command
 returns once everything is submitted.
 
+`pipeline.only=[grpo,compare]` runs part of a pipeline: those stages, the stages they start from or
+wait for (skipped when finished), and a compare stage over the kept runs only.
+
 Re-running the same command skips the stages that finished (summary.json; compare: compare.md newer
 than its inputs) and, on SLURM, those still queued or running. A finished stage whose command has
 changed since is refused: a skipped stage must be the one asked for.
@@ -28,8 +31,10 @@ from __future__ import annotations
 
 import json
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,7 +107,37 @@ def load_pipeline(own: Sequence[str]) -> tuple[Path, list[Stage]]:
         raise UserError("pipeline.dir is required: python -m reasoning_rl.pipeline pipeline=article pipeline.dir=DIR") from None
     except (OmegaConfBaseException, OSError, ValueError) as exc:
         raise UserError(f"cannot read the pipeline {path}: {str(exc).splitlines()[0]}") from None
-    return Path(spec["dir"]).expanduser().absolute(), parse_stages(spec.get("stages") or {})
+    stages = parse_stages(spec.get("stages") or {})
+    return Path(spec["dir"]).expanduser().absolute(), select(stages, spec.get("only"))
+
+
+def select(stages: list[Stage], only: Sequence[str] | None) -> list[Stage]:
+    """The stages named in `only`, what they start from or wait for, and compare stages cut to the kept runs."""
+    if not only:
+        return stages
+    by_name = {s.name: s for s in stages}
+    unknown = [n for n in only if n not in by_name]
+    if unknown:
+        raise UserError(f"pipeline.only: {unknown[0]!r} is not a stage (stages: {', '.join(by_name)})")
+    kept: set[str] = set()
+
+    def keep(name: str) -> None:
+        if name in kept:
+            return
+        kept.add(name)
+        stage = by_name[name]
+        for need in ([stage.init_from] if stage.init_from else []) + stage.after + ([stage.baseline] if stage.baseline else []):
+            keep(need)
+
+    for name in only:
+        if by_name[name].job != "compare":
+            keep(name)
+    for name in only:  # a compare stage keeps only runs that are kept for their own sake
+        if by_name[name].job == "compare":
+            stage = by_name[name]
+            stage.runs = [r for r in stage.runs if r in kept or r == stage.baseline]
+            keep(name)
+    return [s for s in stages if s.name in kept]
 
 
 def parse_stages(spec: Mapping[str, Any]) -> list[Stage]:
@@ -238,10 +273,12 @@ def run_local(stages: list[Stage], root: Path, stage_overrides: Sequence[str], s
             print(f"[{i}/{len(stages)}] {stage.name}: {shown(cmd)}", flush=True)
             placement = [] if stage.job == "compare" else [f"hydra.run.dir={root / stage.name}"]
             code = subprocess.run([*cmd, *placement]).returncode
-            record.update(command=shown(cmd), status="completed" if code == 0 else "failed",
-                          error=None if code == 0 else f"exit status {code}")
+            why = None if code == 0 else exit_reason(code)
+            if code < 0 and stage.job != "compare":
+                mark_killed(root / stage.name, why)
+            record.update(command=shown(cmd), status="completed" if code == 0 else "failed", error=why)
             if code != 0:
-                failed[stage.name] = f"failed with exit status {code}"
+                failed[stage.name] = f"was {why}" if code < 0 else f"failed with {why}"
         write_json_atomic(root / STATE, state)
     print(status_table(stages, state))
     if failed:
@@ -252,6 +289,24 @@ def run_local(stages: list[Stage], root: Path, stage_overrides: Sequence[str], s
     if compare:
         print(f"comparison: {root / compare[-1].name / 'compare.md'}")
     return 0
+
+
+def exit_reason(code: int) -> str:
+    if code >= 0:
+        return f"exit status {code}"
+    name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+    hint = " (out of memory? see dmesg)" if -code == signal.SIGKILL else ""
+    return f"killed by {name}{hint}"
+
+
+def mark_killed(run_dir: Path, why: str) -> None:
+    """A run killed by a signal never wrote `failed`: say so, so its status.json does not read `running`."""
+    status = run_dir / "status.json"
+    try:
+        if json.loads(status.read_text()).get("status") == "running":
+            write_json_atomic(status, {"status": "failed", "time": time.time(), "error": why})
+    except (OSError, ValueError):
+        pass
 
 
 def status_table(stages: list[Stage], state: Mapping[str, Any]) -> str:

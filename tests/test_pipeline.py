@@ -171,3 +171,37 @@ def test_train_only_keys_reach_train_stages_only():
     assert evaluate[3:] == ["experiment=learn_baseline", "seed=1", "debug=smoke", "dataset.limit=4", "dataset.task_config.x=1"]
     train = command(Stage("grpo", "train", ["experiment=learn_grpo"], init_from="sft"), root, given)
     assert train[3:] == ["experiment=learn_grpo", *given, "init_from=/runs/p/sft"]
+
+
+def test_only_runs_the_named_stages_and_what_they_start_from():
+    from reasoning_rl.pipeline import load_pipeline
+
+    def kept(*only):
+        _, stages = load_pipeline(["pipeline=article", "pipeline.dir=unused", f"pipeline.only=[{','.join(only)}]"])
+        return {s.name: s.runs for s in stages}
+
+    assert kept("grpo", "compare") == {"baseline": [], "sft": [], "grpo": [], "compare": ["baseline", "sft", "grpo"]}
+    assert kept("grpo_from_base") == {"grpo_from_base": []}
+    assert len(kept()) == 8  # only=[]: the whole pipeline
+    with pytest.raises(UserError, match="'nope' is not a stage"):
+        kept("nope")
+
+
+def test_a_stage_killed_by_a_signal_is_reported_and_its_run_marked_failed(tmp_path, monkeypatch, capsys):
+    """The OOM killer's SIGKILL leaves the run no chance to write `failed`: the pipeline does."""
+    import subprocess
+
+    from reasoning_rl import pipeline
+
+    def killed(cmd):
+        run_dir = Path(next(c for c in cmd if c.startswith("hydra.run.dir=")).partition("=")[2])
+        run_dir.mkdir(parents=True)
+        (run_dir / "status.json").write_text('{"status": "running"}')
+        return subprocess.CompletedProcess(cmd, -9)
+
+    monkeypatch.setattr(pipeline.subprocess, "run", killed)
+    stages = parse_stages({"a": {"job": "train"}, "b": {"job": "train", "init_from": "a"}})
+    assert pipeline.run_local(stages, tmp_path, [], {"stages": {}}) == 1
+    assert json.loads((tmp_path / "a" / "status.json").read_text())["status"] == "failed"
+    assert "a was killed by SIGKILL (out of memory?" in capsys.readouterr().err
+    assert state(tmp_path) == {"a": "failed", "b": "cancelled"}
