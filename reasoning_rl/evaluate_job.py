@@ -18,6 +18,7 @@ from reasoning_rl.generation import budget_forcing_from_cfg, build_backend, samp
 from reasoning_rl.grading import get_grader
 from reasoning_rl.jobs import format_table, job_run
 from reasoning_rl.prompts import apply_chat_template
+from reasoning_rl.tracking.lm_eval_format import write_lm_eval
 from reasoning_rl.tracking.tracker import check_logger_config
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ def run(cfg: DictConfig) -> dict:
         run_dir.write_samples(result.records)
         tracker.log(result.flat(), step=0)
         tracker.set_summary(result.flat())
+        write_lm_eval(run_dir, cfg, result.summary, result.records, prompts=prompts, adapter=cfg.checkpoint)
         run_dir.write_summary(result.summary)
         tracker.log_samples(result.records, 0, problems)
         tracker.log_artifact("results", "eval_results", [run_dir.summary_path, run_dir.samples_path])

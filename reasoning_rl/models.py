@@ -10,6 +10,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,10 @@ CHATML_TEMPLATE = (
 )
 
 log = logging.getLogger(__name__)
+
+# peft's get_peft_model and TRL's generation helpers still read transformers 5's deprecated
+# `is_gradient_checkpointing`: a warning at every run that no call of ours makes and no user can act on.
+warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

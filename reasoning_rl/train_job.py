@@ -27,6 +27,7 @@ from reasoning_rl.generation import sampling_params_from_cfg
 from reasoning_rl.grading import get_grader
 from reasoning_rl.jobs import format_table, job_run
 from reasoning_rl.launching import requeue
+from reasoning_rl.tracking.lm_eval_format import write_lm_eval
 from reasoning_rl.tracking.plots import eval_points, plot_eval_curves
 from reasoning_rl.tracking.run_dir import read_jsonl, write_json_atomic
 from reasoning_rl.tracking.tracker import check_logger_config
@@ -167,5 +168,9 @@ def save_results(ctx: TrainContext, final) -> Path:
                          title=f"{cfg.algorithm.name} · {cfg.model.name_or_path} · {cfg.dataset.name}")
     run_dir.write_samples(final.records)
     ctx.tracker.set_summary(final.flat())
+    eval_dataset = {**OmegaConf.to_container(cfg.eval.get("dataset") or cfg.dataset, resolve=True),
+                    "split": cfg.eval.split, "limit": cfg.eval.limit}  # as build_context loads it
+    write_lm_eval(run_dir, cfg, final.summary, final.records, dataset=eval_dataset, prompts=ctx.eval_prompts,
+                  adapter=run_dir.path / "adapter")
     run_dir.write_summary(final.summary)
     return png

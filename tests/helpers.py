@@ -40,3 +40,10 @@ def built_once(tmp_path_factory, name: str, build: Callable[[Path], subprocess.C
             result = build(folder)
             record.write_text(json.dumps({"returncode": result.returncode, "stdout": result.stdout, "stderr": result.stderr}))
     return folder, SimpleNamespace(**json.loads(record.read_text()))
+
+
+def python_warnings(stderr: str) -> list[str]:
+    """The `…Warning: …` lines Python's warnings module printed: a clean run prints none."""
+    import re
+
+    return [line for line in stderr.splitlines() if re.search(r"\b\w*Warning: ", line)]

@@ -18,7 +18,7 @@ from reasoning_rl.algorithms.self_samples import build_pairs, correct_rows, grad
 from reasoning_rl.data.base import Problem
 from reasoning_rl.errors import ConfigError
 from reasoning_rl.tracking.run_dir import read_jsonl
-from tests.helpers import REPO, SHORT_TASK, built_once, run_job
+from tests.helpers import REPO, SHORT_TASK, built_once, run_job, python_warnings
 
 # On the short task the base model gets ~30% of answers right, so 4 problems x 8 samples nearly always
 # hold a correct sample and a wrong one (P(all 32 wrong) ~ 1e-4); GSM8K, where it gets 2-5%, has its own
@@ -38,6 +38,7 @@ def adapter(run_dir):
 
 def assert_trained_run(run_dir, result):
     assert result.returncode == 0, result.stderr[-3000:]
+    assert python_warnings(result.stderr) == []  # a clean console: no warning caused by our calls
     assert json.loads((run_dir / "status.json").read_text())["status"] == "completed"
     assert (run_dir / "summary.json").exists()
     assert len(metric_rows(run_dir, "eval/pass@8")) >= 2 and len(metric_rows(run_dir, "eval/maj@8")) >= 2

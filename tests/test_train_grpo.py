@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from reasoning_rl.tracking.run_dir import read_jsonl
-from tests.helpers import REPO, SHORT_TASK, run_job
+from tests.helpers import REPO, SHORT_TASK, run_job, python_warnings
 
 # `parsable_answer` beside correctness: a group whose answers are all wrong still has variance, so the
 # policy moves at every step.
@@ -33,6 +33,7 @@ def test_grpo_smoke_trains_and_logs_curves(tmp_path):
     run_dir = tmp_path / "run"
     result = run_job("train", *GRPO_SMOKE, f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert python_warnings(result.stderr) == []
     assert json.loads((run_dir / "status.json").read_text())["status"] == "completed"
     # LoRA's B matrices start at zero: non-zero means the optimizer really stepped.
     assert lora_b_norm(run_dir / "adapter" / "adapter_model.safetensors") > 0

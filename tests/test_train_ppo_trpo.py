@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from reasoning_rl.tracking.run_dir import read_jsonl
-from tests.helpers import REPO, SHORT_TASK, run_job
+from tests.helpers import REPO, SHORT_TASK, run_job, python_warnings
 
 # debug=smoke on the short task: 4 sequences per step (1 prompt x 4 completions), 12 new tokens, 2 steps;
 # `parsable_answer` gives the advantages signal when all 4 answers are wrong.
@@ -52,6 +52,7 @@ def test_ppo_smoke_trains_and_logs_curves(tmp_path):
     run_dir = tmp_path / "run"
     result = run_job("train", *PPO_SMOKE, f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert python_warnings(result.stderr) == []
     train = check_trained_run(run_dir, ["train/policy_loss", "train/clip_fraction", "train/approx_kl", "train/entropy"])
     assert all(0 <= r["train/clip_fraction"] <= 1 for r in train)
 
@@ -61,6 +62,7 @@ def test_trpo_smoke_stays_in_its_trust_region(tmp_path):
     run_dir = tmp_path / "run"
     result = run_job("train", *TRPO_SMOKE, f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert python_warnings(result.stderr) == []
     train = check_trained_run(run_dir, ["train/trust_region_kl", "train/line_search_accepted",
                                         "train/line_search_backtracks", "train/surrogate_improvement"])
     assert all(r["train/trust_region_kl"] <= 0.005 for r in train)

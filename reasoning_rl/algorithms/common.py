@@ -48,6 +48,10 @@ def trainer_kwargs(config_cls: type, cfg: DictConfig, output_dir: Path, **extra:
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr < 0:  # torch refuses it only at step 1
         raise ConfigError(f"hparams.learning_rate must be a number >= 0, got {lr!r}")
     on_gpu = torch.cuda.is_available()
+    # transformers 5 renamed gradient_checkpointing (TRL's configs default it to True) to
+    # activation_checkpointing and warns on the old name unless the new one is set: set the new one.
+    checkpointing = args.get("activation_checkpointing", args.get("gradient_checkpointing", False))
+    args = {k: v for k, v in args.items() if k not in ("gradient_checkpointing", "activation_checkpointing")}
     kwargs = {
         **hparams,
         **args,
@@ -61,7 +65,7 @@ def trainer_kwargs(config_cls: type, cfg: DictConfig, output_dir: Path, **extra:
         "bf16": on_gpu and torch.cuda.is_bf16_supported(),
         "fp16": False,
         "data_seed": cfg.seed,
-        "gradient_checkpointing": bool(args.get("gradient_checkpointing", False)) and on_gpu,
+        "activation_checkpointing": bool(checkpointing) and on_gpu,
         "dataloader_num_workers": 0,
         **extra,
     }

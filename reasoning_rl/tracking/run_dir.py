@@ -6,6 +6,8 @@
     metrics.jsonl     every logged value, one JSON object per event, appended and flushed
     samples.jsonl     per-problem completions and grades (written whole, atomically)
     samples_step<N>.jsonl   the same for each in-training evaluation (train job)
+    results.json, samples_<task>.jsonl   the final evaluation in lm-evaluation-harness's format
+                      (tracking/lm_eval_format.py), written just before summary.json
     summary.json      final metrics; written last and atomically, so its presence means "done"
     stale-<time>/     results of an earlier run in the same dir, moved aside when a job starts anew
 """
@@ -17,6 +19,7 @@ import json
 import logging
 import math
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -29,6 +32,7 @@ log = logging.getLogger(__name__)
 # The umask, read once: os.umask can only be read by setting it, which races with other threads later.
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
+_STEP_SAMPLES = re.compile(r"samples_step\d+\.jsonl")  # the train job's curve; other samples_*.jsonl are lm-eval's
 
 
 def _jsonable(value: Any) -> Any:
@@ -152,10 +156,11 @@ class RunDir:
         metrics and per-step samples (the curve goes on); its final summary and samples are redone."""
         if not self.main:
             return None
-        names = ["summary.json", "samples.jsonl"]
+        names = ["summary.json", "samples.jsonl", "results.json"]
+        step_samples = sorted(p.name for p in self.path.glob("samples_*.jsonl") if _STEP_SAMPLES.fullmatch(p.name))
+        names += sorted(p.name for p in self.path.glob("samples_*.jsonl") if p.name not in step_samples)  # lm-eval's
         if not resuming:
-            names += ["metrics.jsonl", "eval_curves.png"]
-            names += sorted(p.name for p in self.path.glob("samples_step*.jsonl"))
+            names += ["metrics.jsonl", "eval_curves.png", *step_samples]
         found = [self.path / name for name in names if (self.path / name).exists()]
         if not found:
             return None
