@@ -121,7 +121,7 @@ def evaluate(
     eval_cfg: Mapping[str, Any],
     sampling: SamplingParams,
     answer_format: str,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> EvalResult:
     ks = check_eval_config(eval_cfg)
     if sampling.n != eval_cfg["num_samples"]:

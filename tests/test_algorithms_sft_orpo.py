@@ -71,6 +71,7 @@ def test_sft_on_its_own_correct_samples(tmp_path):
     result = run_job("train", *SFT_SMOKE, "algorithm.source=self", "hparams.max_steps=1",
                      "eval.every_steps=0", f"hydra.run.dir={run_dir}")
     assert_trained_run(run_dir, result)
+    assert "self-samples: 100%" in result.stderr.replace("\r", "\n")  # its sampling shows a progress bar
     (stats,) = metric_rows(run_dir, "train/sft_self_examples")
     assert 1 <= stats["train/sft_self_examples"] == stats["train/sft_self_problems_with_correct"] <= 4
     saved = json.loads((run_dir / "checkpoints" / "sft_self_samples.json").read_text())

@@ -204,3 +204,14 @@ def test_lora_is_merged_while_sampling_and_restored_bit_for_bit(model_and_tokeni
     with torch.no_grad():
         plain = lora.generate(**ids, max_new_tokens=6, do_sample=False)[0, ids["input_ids"].shape[1]:]
     assert ours.token_ids[: len(plain)] == plain.tolist()[: len(ours.token_ids)]
+
+
+@pytest.mark.parametrize("progress, shown", [(True, "generate"), ("eval step 3", "eval step 3"), (False, None)])
+def test_progress_bar_and_its_label(backend, prompts, capsys, progress, shown):
+    """Loops inside a job (in-training eval, self-samples) label their bar; progress=False shows none."""
+    backend.generate([prompts[0]], SamplingParams(n=2, max_new_tokens=2), progress=progress)
+    err = capsys.readouterr().err
+    if shown is None:
+        assert "seq" not in err
+    else:
+        assert f"{shown}: 100%" in err.replace("\r", "\n")

@@ -53,6 +53,8 @@ def test_ppo_smoke_trains_and_logs_curves(tmp_path):
     result = run_job("train", *PPO_SMOKE, f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert python_warnings(result.stderr) == []
+    bars = result.stderr.replace("\r", "\n")
+    assert "ppo: 100%" in bars and "eval step 0: 100%" in bars  # the step loop and each evaluation show a bar
     train = check_trained_run(run_dir, ["train/policy_loss", "train/clip_fraction", "train/approx_kl", "train/entropy"])
     assert all(0 <= r["train/clip_fraction"] <= 1 for r in train)
 

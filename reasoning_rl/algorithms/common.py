@@ -109,7 +109,8 @@ class TrainContext:
         with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
             result = evaluate(
                 self.eval_problems, prompts, backend, self.grader, eval_cfg=self.cfg.eval,
-                sampling=sampling, answer_format=self.cfg.prompt.answer_format, progress=False,
+                sampling=sampling, answer_format=self.cfg.prompt.answer_format,
+                progress=f"eval step {step}" if self.run_dir.main else False,
             )
         self.tracker.log(result.flat(), step=step)
         self.tracker.log_samples(result.records, step, self.eval_problems)  # the W&B `eval/samples` table

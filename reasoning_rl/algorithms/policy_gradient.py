@@ -35,6 +35,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file, save_file
 from torch import nn
+from tqdm.auto import tqdm
 from transformers import SchedulerType, get_scheduler
 
 from reasoning_rl import models, warm_start
@@ -510,6 +511,7 @@ class PolicyGradientTrainer:
         every_eval, every_save = ctx.cfg.eval.every_steps, ctx.cfg.checkpoint.every_steps
         if step == 0 and ctx.cfg.eval.at_start:
             ctx.run_eval(self.policy, 0)
+        bar = tqdm(total=self.total_steps, initial=step, desc=self.algorithm, unit="step", disable=not ctx.run_dir.main)
         while step < self.total_steps and not ctx.preempted:  # a signal ends the loop after the current step
             step += 1
             started = time.perf_counter()
@@ -521,12 +523,15 @@ class PolicyGradientTrainer:
             self.scheduler.step()
             self.state["global_step"] = step
             ctx.tracker.log({f"train/{k}": float(v) for k, v in metrics.items()}, step=step)
+            bar.set_postfix(reward=f"{metrics['reward']:.3f}", refresh=False)
+            bar.update(1)
             log.info("%s step %d/%d: reward %.3f, %s", self.algorithm, step, self.total_steps, metrics["reward"],
                      ", ".join(f"{k}={metrics[k]:.4g}" for k in self.headline if k in metrics))
             if step % every_save == 0 or ctx.preempted:
                 saved = self.save_checkpoint(step)
             if every_eval and step % every_eval == 0 and not ctx.preempted:  # a preempted job has seconds, not minutes
                 ctx.run_eval(self.policy, step)
+        bar.close()
         if ctx.preempted:
             if saved != step:  # the signal came during the eval that followed an unsaved step
                 self.save_checkpoint(step)

@@ -31,7 +31,7 @@ def sample_and_grade(ctx, problems: Sequence[Problem], n: int, *, seed: int | No
     sampling = sampling_params_from_cfg(cfg.generation, n=n, seed=cfg.seed if seed is None else seed)
     prompts = [apply_chat_template(ctx.tokenizer, p.messages) for p in problems]
     with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
-        completions = backend.generate(prompts, sampling, progress=False)
+        completions = backend.generate(prompts, sampling, progress="self-samples" if ctx.run_dir.main else False)
     graded = []
     for problem, samples in zip(problems, completions, strict=True):
         texts = [c.text for c in samples]

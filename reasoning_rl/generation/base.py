@@ -37,9 +37,10 @@ class GenerationBackend(Protocol):
     last_stats: dict
 
     def generate(
-        self, prompts: list[str], params: SamplingParams, *, progress: bool = True
+        self, prompts: list[str], params: SamplingParams, *, progress: bool | str = True
     ) -> list[list[Completion]]:
-        """`params.n` completions for each already chat-templated prompt, in prompt order."""
+        """`params.n` completions for each already chat-templated prompt, in prompt order. `progress`: a
+        bar, or its label (a bar inside another job's loop, e.g. "eval step 10", cleared when done)."""
         ...
 
 
@@ -47,7 +48,7 @@ class TokenBackend:
     """A backend that samples from token ids (`encode` + `generate_ids`); text prompts go through both,
     and callers such as budget forcing continue sequences with `generate_ids` directly."""
 
-    def generate(self, prompts: list[str], params: SamplingParams, *, progress: bool = True) -> list[list[Completion]]:
+    def generate(self, prompts: list[str], params: SamplingParams, *, progress: bool | str = True) -> list[list[Completion]]:
         return self.generate_ids(self.encode(prompts), params, progress=progress)
 
 

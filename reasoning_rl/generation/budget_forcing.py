@@ -119,7 +119,7 @@ class BudgetForcedBackend(TokenBackend):
         return getattr(self.__dict__["backend"], name)
 
     def generate_ids(
-        self, prompt_ids: list[list[int]], params: SamplingParams, *, progress: bool = True
+        self, prompt_ids: list[list[int]], params: SamplingParams, *, progress: bool | str = True
     ) -> list[list[Completion]]:
         _check(self.config, params.max_new_tokens)
         start = time.perf_counter()

@@ -60,7 +60,7 @@ class HFBackend(TokenBackend):
         return self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
 
     def generate_ids(
-        self, prompt_ids: list[list[int]], params: SamplingParams, *, progress: bool = True,
+        self, prompt_ids: list[list[int]], params: SamplingParams, *, progress: bool | str = True,
         limits: list[int] | None = None,
     ) -> list[list[Completion]]:
         """`params.n` completions for each tokenized prompt, in prompt order; `limits`: a max_new_tokens per
@@ -78,7 +78,8 @@ class HFBackend(TokenBackend):
         try:
             # fork_rng: the per-batch reseeding below must not reset the caller's (e.g. a trainer's) RNG state.
             with torch.random.fork_rng(devices=cuda), torch.inference_mode(), tqdm(
-                total=len(sequences), desc="generate", unit="seq", disable=not progress
+                total=len(sequences), unit="seq", disable=not progress,
+                desc=progress if isinstance(progress, str) else "generate", leave=not isinstance(progress, str),
             ) as bar:
                 for batch_index, lo in enumerate(range(0, len(sequences), params.batch_size)):
                     batch = sequences[lo : lo + params.batch_size]

@@ -48,7 +48,7 @@ class VLLMBackend(TokenBackend):
         return [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
 
     def generate_ids(
-        self, prompt_ids: list[list[int]], params: SamplingParams, *, progress: bool = True,
+        self, prompt_ids: list[list[int]], params: SamplingParams, *, progress: bool | str = True,
         limits: list[int] | None = None,
     ) -> list[list[Completion]]:
         requests = [{"prompt_token_ids": list(ids)} for ids in prompt_ids]
@@ -66,7 +66,7 @@ class VLLMBackend(TokenBackend):
             for i in range(len(prompt_ids))
         ]
         start = time.perf_counter()
-        outputs = self.llm.generate(requests, sampling, use_tqdm=progress)
+        outputs = self.llm.generate(requests, sampling, use_tqdm=bool(progress))
         seconds = time.perf_counter() - start
         results = [
             [
