@@ -162,7 +162,7 @@ SMOKE_PROJECT = "xyz-smoke-project"
 def smoke_train(tmp_path_factory):
     def build(folder):
         return run_job("train", "debug=smoke", *SHORT_TASK, "eval.limit=2", f"hydra.run.dir={folder / 'run'}",
-                       env={"WANDB_PROJECT": SMOKE_PROJECT})
+                       "algorithm.args.log_completions=true", env={"WANDB_PROJECT": SMOKE_PROJECT})
 
     folder, result = built_once(tmp_path_factory, "wandb_smoke_train", build)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -199,6 +199,20 @@ def test_smoke_train_logs_a_sample_table_per_eval(smoke_train):
     for row in read_jsonl(run_dir / "metrics.jsonl"):
         assert isinstance(row["step"], int)
         assert all(v is None or isinstance(v, (int, float)) for v in row.values()), row
+
+
+@pytest.mark.slow
+def test_smoke_train_forwards_trls_completion_logs(smoke_train):
+    """TRL writes them to W&B only through its report_to, which the tracker replaces: they are forwarded."""
+    run_dir, seen = smoke_train
+    written = sorted((run_dir / "checkpoints" / "completions").glob("completions_*.parquet"))
+    tables = [h for h in seen["history"] if h.get("train/completions/_type") == "table-file"]
+    steps = [r["step"] for r in read_jsonl(run_dir / "metrics.jsonl") if "train/loss" in r]
+    assert written and len(tables) == len(written) == len(steps)
+    assert sorted(h[STEP_METRIC] for h in tables) == steps
+    files = next(run_dir.glob("wandb/offline-run-*")) / "files"
+    table = json.loads((files / tables[-1]["train/completions/path"]).read_text())
+    assert {"prompt", "completion", "advantage"} <= set(table["columns"]) and table["data"]
 
 
 @pytest.mark.slow

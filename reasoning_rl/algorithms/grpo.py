@@ -88,7 +88,6 @@ def train(ctx: TrainContext) -> None:
     args = trainer_kwargs(
         GRPOConfig, cfg, ctx.checkpoint_dir,
         reward_weights=list(cfg.algorithm.reward_weights),
-        log_completions=False,
         **_vllm_args(cfg.generation),
     )
     forcing = budget_forcing_from_cfg(cfg.generation, max_new_tokens=args.max_completion_length)

@@ -147,6 +147,14 @@ def sample_rows(records: Sequence[Mapping[str, Any]], problems: Sequence[Any] | 
     return rows
 
 
+def _cell(value: Any) -> Any:
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if getattr(value, "ndim", None) == 0:  # a numpy scalar
+        return value.item()
+    return str(value.tolist() if hasattr(value, "tolist") else value)
+
+
 def _at(values: Any, i: int) -> Any:
     return values[i] if isinstance(values, Sequence) and not isinstance(values, str) and i < len(values) else None
 
@@ -200,6 +208,18 @@ class Tracker:
 
         rows = sample_rows(records, problems, max_rows=max_rows, per_problem=_count(self.cfg, "table_completions", 1))
         self.wandb_run.log({STEP_METRIC: step, key: wandb.Table(columns=SAMPLE_COLUMNS, data=rows)})
+
+    def log_table(self, key: str, table: Any, step: int) -> None:
+        """A pandas DataFrame as a W&B table, capped at logger.table_rows rows; cells that are not
+        scalars (chat messages) become their text."""
+        max_rows = _count(self.cfg, "table_rows", 64)
+        if self.wandb_run is None or max_rows == 0:
+            return
+        import wandb
+
+        table = table.head(max_rows) if max_rows is not None else table
+        rows = [[_cell(v) for v in row] for row in table.itertuples(index=False)]
+        self.wandb_run.log({STEP_METRIC: step, key: wandb.Table(columns=[str(c) for c in table.columns], data=rows)})
 
     def log_image(self, key: str, path: str | Path, step: int) -> None:
         if self.wandb_run is not None and Path(path).is_file():
