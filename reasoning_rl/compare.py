@@ -36,6 +36,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--metrics", nargs="+", help="summary metrics to show (default: those every finished run has)")
     parser.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples for the differences")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--wandb", action="store_true",
+                        help="also log the comparison as a W&B run (job_type compare): PNGs as images, the tables, "
+                             "an artifact; mode/project from WANDB_MODE/WANDB_PROJECT, offline by default")
     parser.add_argument("--wandb-workspace", metavar="ENTITY/PROJECT",
                         help="also save a W&B workspace view with eval/pass@K and eval/maj@K panels for these runs "
                              "(needs `pip install wandb-workspaces` and W&B online; see docs/compare.md)")
@@ -66,6 +69,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report.terminal_text(comparison))
     for warning in comparison.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if args.wandb:
+        from reasoning_rl.comparison.wandb_log import log_comparison
+
+        logged = log_comparison(out, files, {"command": command, "runs": [r.name for r in comparison.runs],
+                                             "baseline": comparison.baseline.name if comparison.baseline else None})
+        if logged:
+            print(f"W&B run: {logged}")
     if args.wandb_workspace:
         from reasoning_rl.comparison.wandb_workspace import save_workspace
 

@@ -249,3 +249,34 @@ def test_evaluate_job_logs_its_table_and_results_artifact(tmp_path):
     assert all(row[1] for row in table["data"])  # the problem text
     (results,) = [a for a in seen["artifacts"] if a.name == f"results-{seen['run'].run_id}"]
     assert {m.path for m in results.manifest.contents} == {"summary.json", "samples.jsonl"}
+
+
+def test_compare_logs_its_pngs_tables_and_an_artifact(tmp_path, clean_env, capsys):
+    from reasoning_rl import compare
+    from tests.test_compare import N, make_run, records
+
+    clean_env.setenv("WANDB_PROJECT", "xyz-compare")
+    base = make_run(tmp_path / "base", recs=records([N] * 5 + [0] * 11))
+    sft = make_run(tmp_path / "sft", job="train", recs=records([N] * 9 + [0] * 7), config={"algorithm.name": "sft"})
+    out = tmp_path / "out"
+    assert compare.main([str(base), str(sft), "--out", str(out), "--resamples", "200", "--wandb"]) == 0
+    assert "W&B run: " in capsys.readouterr().out
+    (path,) = offline_run_files(out)
+    seen = summarize_records(read_records(path, wait_s=30))
+    assert seen["run"].project == "xyz-compare" and seen["run"].job_type == "compare"
+    pngs = sorted(p.stem.removeprefix("compare_") for p in out.glob("compare_*.png"))
+    images = sorted(k.split("/")[1] for h in seen["history"] for k, v in h.items() if v == "image-file")
+    assert pngs and images == pngs
+    tables = {k.rsplit("/", 1)[0] for h in seen["history"] for k, v in h.items() if v == "table-file"}
+    assert {"compare/runs", "compare/paired"} <= tables
+    artifact = {a.name: a for a in seen["artifacts"]}[f"comparison-{seen['run'].run_id}"]
+    assert {"compare.md", "compare.csv", "compare_paired.csv"} <= {m.path for m in artifact.manifest.contents}
+
+
+def test_compare_without_wandb_starts_no_run(tmp_path, clean_env):
+    from reasoning_rl import compare
+    from tests.test_compare import N, make_run, records
+
+    base = make_run(tmp_path / "base", recs=records([N] * 5 + [0] * 11))
+    assert compare.main([str(base), "--out", str(tmp_path / "out"), "--resamples", "200"]) == 0
+    assert not (tmp_path / "out" / "wandb").exists()
