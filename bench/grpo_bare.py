@@ -5,6 +5,9 @@ Same model file, data, rewards, LoRA and GRPO settings as `python -m reasoning_r
 with the overrides bench/grpo_overhead.py passes. Prints one JSON line: the time of each logged step.
 
     python -m bench.grpo_bare --steps 3 --batch 4 --max-new-tokens 16 --limit 8
+    # the short size (experiment=learn_grpo: chain_sum, prompt=short, 2 prompts x 8, beta 0):
+    python -m bench.grpo_bare --steps 6 --batch 16 --max-new-tokens 12 --limit 32 --dataset chain_sum \
+        --prompt short --num-generations 8 --beta 0 --learning-rate 2e-4 --rewards correctness --weights 1.0
 """
 
 from __future__ import annotations
@@ -31,6 +34,16 @@ class StepClock(TrainerCallback):
             self.times.append((state.global_step, time.time()))
 
 
+def data_configs(dataset: str, prompt: str, seed: int) -> tuple[dict, dict]:
+    """conf/dataset/<dataset>.yaml and conf/prompt/<prompt>.yaml as the train job composes them (a data set
+    config may build on another one, chain_sum on reasoning_gym)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"dataset={dataset}", f"prompt={prompt}", f"seed={seed}", "logger=none"])
+    return OmegaConf.to_container(cfg.dataset, resolve=True), OmegaConf.to_container(cfg.prompt, resolve=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, required=True)
@@ -38,22 +51,27 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, required=True)
     p.add_argument("--limit", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dataset", default="gsm8k")
+    p.add_argument("--prompt", default="think_answer")
+    p.add_argument("--num-generations", type=int, default=4)
+    p.add_argument("--beta", type=float, default=0.04)
+    p.add_argument("--learning-rate", type=float, default=1e-5)
     p.add_argument("--rewards", default="correctness,format_strict")
     p.add_argument("--weights", default="1.0,0.5")
     args = p.parse_args()
 
     # The same model file, problems (chat messages + gold) and reward functions as the train job.
-    from reasoning_rl.data import load_problems
+    from reasoning_rl.data import grader_options, load_problems
     from reasoning_rl.grading import get_grader, get_reward_funcs
     from reasoning_rl.models import resolve_model_path
 
     path = resolve_model_path({"name_or_path": "smollm2-135m-instruct", "source": "embedded"})
-    prompt_cfg = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "prompt" / "think_answer.yaml"))
-    dataset_cfg = {"name": "gsm8k", "source": "bundled", "split": "train", "limit": args.limit,
-                   "sample": "first", "seed": args.seed, "few_shot": 0}
-    problems, _ = load_problems(dataset_cfg, prompt_cfg)
+    dataset_cfg, prompt_cfg = data_configs(args.dataset, args.prompt, args.seed)
+    dataset_cfg.update(split="train", limit=args.limit, sample="first")
+    problems, grader_name = load_problems(dataset_cfg, prompt_cfg)
     rows = [{"prompt": pr.messages, "gold": pr.gold} for pr in problems]
-    rewards = get_reward_funcs(args.rewards.split(","), grader=get_grader("gsm8k"), answer_format="answer_tag")
+    grader = get_grader(grader_name, answer_format=prompt_cfg["answer_format"], **grader_options(dataset_cfg))
+    rewards = get_reward_funcs(args.rewards.split(","), grader=grader, answer_format=prompt_cfg["answer_format"])
 
     tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(path, dtype="float32")
@@ -66,10 +84,10 @@ def main() -> None:
         output_dir="/tmp/grpo_bare", report_to=[], save_strategy="no", logging_steps=1, use_cpu=True,
         bf16=False, gradient_checkpointing=False,
         seed=args.seed, data_seed=args.seed, dataloader_num_workers=0,
-        learning_rate=1e-5, per_device_train_batch_size=args.batch, gradient_accumulation_steps=1,
+        learning_rate=args.learning_rate, per_device_train_batch_size=args.batch, gradient_accumulation_steps=1,
         max_steps=args.steps, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
-        num_generations=4, max_completion_length=args.max_new_tokens, temperature=0.7, beta=0.04,
-        loss_type="dapo", epsilon=0.2, scale_rewards="group",
+        num_generations=args.num_generations, max_completion_length=args.max_new_tokens, temperature=0.7,
+        beta=args.beta, loss_type="dapo", epsilon=0.2, scale_rewards="group",
         reward_weights=[float(w) for w in args.weights.split(",")], log_completions=False,
     )
     clock = StepClock()

@@ -43,7 +43,8 @@ def documented_examples(sweep: str) -> list[list[str]]:
 def test_algorithms_sweep_covers_every_algorithm():
     jobs = sweep_jobs(["sweep=algorithms"])
     algorithms = sorted(dict(o.split("=", 1) for o in job)["algorithm"] for job in jobs)
-    assert algorithms == sorted(p.stem for p in (CONF / "algorithm").glob("*.yaml"))
+    # _policy_gradient.yaml is PPO's and TRPO's shared base, not an algorithm
+    assert algorithms == sorted(p.stem for p in (CONF / "algorithm").glob("*.yaml") if not p.stem.startswith("_"))
 
 
 @pytest.mark.parametrize("sweep", sorted(p.stem for p in (CONF / "sweep").glob("*.yaml")))
