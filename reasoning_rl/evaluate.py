@@ -1,7 +1,7 @@
 """Evaluate a model: N samples per problem, graded, Pass@K / maj@K / majority_correct@K with CIs.
 
     python -m reasoning_rl.evaluate model=smollm2_135m dataset=gsm8k dataset.limit=100 eval.num_samples=8
-    python -m reasoning_rl.evaluate checkpoint=RUN_DIR dataset.limit=200 eval.num_samples=16   # a trained run's adapter
+    python -m reasoning_rl.evaluate adapter=RUN_DIR dataset.limit=200 eval.num_samples=16   # a trained run's adapter
 """
 
 from __future__ import annotations

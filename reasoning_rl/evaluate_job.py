@@ -4,6 +4,7 @@ process, so the process that only composes and submits a sweep never loads torch
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import yaml
@@ -24,15 +25,29 @@ from reasoning_rl.tracking.tracker import check_logger_config
 log = logging.getLogger(__name__)
 
 
-def check_checkpoint(cfg: DictConfig) -> None:
-    """A checkpoint= must hold an adapter, and a train run dir must have trained the model being loaded:
+def adapter_path(cfg: DictConfig, warn: bool = False) -> str | None:
+    """`adapter=` (a trained run dir or adapter folder); `checkpoint=`, its old name, still works with a warning."""
+    adapter, old = cfg.get("adapter"), cfg.get("checkpoint")
+    if old:
+        if adapter and str(adapter) != str(old):
+            raise ConfigError(f"adapter={adapter} and checkpoint={old} disagree; checkpoint= is adapter='s old name: set only adapter=")
+        if warn:
+            # before the run's logging starts: straight to stderr, as the one-line errors are
+            print("warning: checkpoint= is now adapter= (the adapter to evaluate); checkpoint= still works",
+                  file=sys.stderr)
+        return str(old)
+    return str(adapter) if adapter else None
+
+
+def check_adapter(cfg: DictConfig, adapter: str | None) -> None:
+    """An adapter= must hold an adapter, and a train run dir must have trained the model being loaded:
     found before any weights load."""
-    if not cfg.checkpoint:
+    if not adapter:
         return
     if cfg.generation.backend == "vllm":
-        raise ConfigError("checkpoint= with generation=vllm is not supported yet; use generation=hf")
-    models.find_adapter(cfg.checkpoint)
-    run_dir = Path(cfg.checkpoint).expanduser()
+        raise ConfigError("adapter= with generation=vllm is not supported yet; use generation=hf")
+    models.find_adapter(adapter)
+    run_dir = Path(adapter).expanduser()
     saved = run_dir / ".hydra" / "config.yaml"
     if not saved.is_file():  # a bare adapter dir: nothing to check it against
         return
@@ -41,17 +56,17 @@ def check_checkpoint(cfg: DictConfig) -> None:
         hydra_file = run_dir / ".hydra" / "hydra.yaml"
         choice = ((yaml.safe_load(hydra_file.read_text()) or {}).get("hydra", {}).get("runtime", {})
                   .get("choices", {}).get("model") if hydra_file.is_file() else None)
-        raise ConfigError(f"checkpoint={cfg.checkpoint} was trained on {trained}, not {cfg.model.name_or_path}; "
+        raise ConfigError(f"adapter={adapter} was trained on {trained}, not {cfg.model.name_or_path}; "
                           f"add model={choice or '…'} (or model.name_or_path={trained})")
 
 
-def build_sampler(cfg: DictConfig, tokenizer):
+def build_sampler(cfg: DictConfig, tokenizer, adapter: str | None = None):
     """The generation backend; vLLM's availability is checked before any weights load."""
     if cfg.generation.backend == "vllm":
         return build_backend(cfg.generation, model_path=models.resolve_model_path(cfg.model))
     model = models.load_model(cfg.model)
-    if cfg.checkpoint:
-        model = models.load_adapter(model, cfg.checkpoint)
+    if adapter:
+        model = models.load_adapter(model, adapter)
     return build_backend(cfg.generation, model=model, tokenizer=tokenizer)
 
 
@@ -60,13 +75,14 @@ def run(cfg: DictConfig) -> dict:
     check_generation_config(cfg.generation, cfg.eval)
     sampling_params_from_cfg(cfg.generation, n=cfg.eval.num_samples, seed=cfg.seed)  # bad sampling settings too
     budget_forcing_from_cfg(cfg.generation)  # a bad generation.budget_forcing fails before anything loads
-    check_checkpoint(cfg)
+    adapter = adapter_path(cfg, warn=True)
+    check_adapter(cfg, adapter)
     check_logger_config(cfg.logger)
     with job_run(cfg) as (run_dir, tracker):
         problems, grader_name = load_problems(cfg.dataset, cfg.prompt)
         grader = get_grader(grader_name, answer_format=cfg.prompt.answer_format, **grader_options(cfg.dataset))
         tokenizer = models.load_tokenizer(cfg.model)
-        backend = build_sampler(cfg, tokenizer)
+        backend = build_sampler(cfg, tokenizer, adapter)
         sampling = sampling_params_from_cfg(cfg.generation, n=cfg.eval.num_samples, seed=cfg.seed)
         prompts = [apply_chat_template(tokenizer, p.messages) for p in problems]
         log.info("evaluating %d problems x %d samples", len(problems), sampling.n)
@@ -78,12 +94,12 @@ def run(cfg: DictConfig) -> dict:
         run_dir.write_samples(result.records)
         tracker.log(result.flat(), step=0)
         tracker.set_summary(result.flat())
-        write_lm_eval(run_dir, cfg, result.summary, result.records, prompts=prompts, adapter=cfg.checkpoint)
+        write_lm_eval(run_dir, cfg, result.summary, result.records, prompts=prompts, adapter=adapter)
         run_dir.write_summary(result.summary)
         tracker.log_samples(result.records, 0, problems)
         tracker.log_artifact("results", "eval_results", [run_dir.summary_path, run_dir.samples_path])
 
-    model_name = f"{cfg.model.name_or_path} + {cfg.checkpoint}" if cfg.checkpoint else cfg.model.name_or_path
+    model_name = f"{cfg.model.name_or_path} + {adapter}" if adapter else cfg.model.name_or_path
     title = f"{model_name} on {cfg.dataset.name}/{cfg.dataset.split} ({len(problems)} problems, N={sampling.n})"
     print(format_table(result.summary, title))
     print(f"sampling: {result.stats['tokens_per_s']:.1f} tokens/s, {result.stats['mean_tokens']:.1f} tokens/answer")

@@ -1,5 +1,5 @@
 """The compare job: paired statistics with known answers, tables and plots from synthetic run dirs,
-bad input, and (slow) the whole job on real smoke runs, including evaluate checkpoint=RUN_DIR."""
+bad input, and (slow) the whole job on real smoke runs, including evaluate adapter=RUN_DIR."""
 
 import csv
 import importlib.util
@@ -345,15 +345,26 @@ def test_compare_cli_subprocess_bad_path(tmp_path):
         "or a folder of run dirs"]
 
 
-# --- evaluate checkpoint=RUN_DIR: the checks that run before any weights load ------------------
+# --- evaluate adapter=RUN_DIR: the checks that run before any weights load ------------------
 
 
 def test_evaluate_checkpoint_without_adapter_fails_fast(tmp_path):
-    result = run_job("evaluate", f"checkpoint={tmp_path / 'nothing'}", "logger=none",
+    result = run_job("evaluate", f"adapter={tmp_path / 'nothing'}", "logger=none",
                      f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: no LoRA adapter")
     assert not (tmp_path / "run" / "status.json").exists()  # stopped before the job started
+    assert "checkpoint= is now adapter=" not in result.stderr
+
+
+def test_evaluate_checkpoint_is_adapters_old_name(tmp_path):
+    result = run_job("evaluate", f"checkpoint={tmp_path / 'nothing'}", "logger=none",
+                     f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
+    assert result.returncode == 2 and "error: no LoRA adapter" in result.stderr.strip().splitlines()[-1]
+    assert result.stderr.count("checkpoint= is now adapter=") == 1  # the old name works, with one warning
+    both = run_job("evaluate", f"checkpoint={tmp_path / 'a'}", f"adapter={tmp_path / 'b'}", "logger=none",
+                   f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
+    assert both.returncode == 2 and "disagree" in both.stderr.strip().splitlines()[-1]
 
 
 def test_evaluate_checkpoint_of_another_base_model_is_refused(tmp_path):
@@ -363,7 +374,7 @@ def test_evaluate_checkpoint_of_another_base_model_is_refused(tmp_path):
     (trained / ".hydra").mkdir()
     (trained / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"model": {"name_or_path": "Qwen/Qwen2.5-0.5B-Instruct"}}))
     (trained / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": {"model": "qwen2_5_0_5b_instruct"}}}}))
-    result = run_job("evaluate", f"checkpoint={trained}", "logger=none", f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
+    result = run_job("evaluate", f"adapter={trained}", "logger=none", f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
     assert result.returncode == 2
     assert "model=qwen2_5_0_5b_instruct" in result.stderr.strip().splitlines()[-1]
 
@@ -408,7 +419,7 @@ def test_compare_two_real_smoke_runs(real_runs):
 @pytest.mark.slow
 def test_evaluate_a_trained_run_dir_on_other_problems_and_n(real_runs):
     run_dir = real_runs / "sft_eval"
-    result = run_job("evaluate", "debug=smoke", *SHORT_TASK, f"checkpoint={real_runs / 'sft'}", "dataset.limit=2", "dataset.sample=random",
+    result = run_job("evaluate", "debug=smoke", *SHORT_TASK, f"adapter={real_runs / 'sft'}", "dataset.limit=2", "dataset.sample=random",
                      "eval.num_samples=4", "eval.ks=[1,4]", "logger=none", f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())

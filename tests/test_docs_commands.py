@@ -50,7 +50,7 @@ handled here.
   (`job_run` is replaced by a stop): train_job.check_config (the algorithm's, eval, generation,
   logger, peft, checkpoint checks), evaluate's eval, generation, sampling, budget forcing, checkpoint
   and logger checks. Checks that read the run a command points at (`init_from=`:
-  train_job.parent / warm_start.resolve_parent; `checkpoint=`: models.find_adapter) are stubbed,
+  train_job.parent / warm_start.resolve_parent; `adapter=`: models.find_adapter) are stubbed,
   since the docs' run dirs do not exist here, and so is the one that asks whether this machine can run
   vLLM (generation.vllm.check_available: GPU commands are shown, and checked, on CPU too). What the
   job checks only once it reads its data (e.g. datasets.md's contamination example, which the docs

@@ -105,7 +105,7 @@ def _cases(tmp: Path) -> list[Case]:
              re.escape(str(no_weights))),
         Case("bad_gguf", "evaluate", (), r"GGUF", env=bad_gguf_env),
         Case("unknown_model_source", "evaluate", ("model.source=bogus",), r"model\.source"),
-        Case("missing_adapter", "evaluate", ("checkpoint=/nonexistent/run",), r"adapter"),
+        Case("missing_adapter", "evaluate", ("adapter=/nonexistent/run",), r"adapter"),
         # Reward inputs.
         Case("reward_weight_not_a_number", "train", ("algorithm.reward_weights=[a,b]",), r"reward_weights"),
         Case("reward_answer_format", "train", ("prompt.answer_format=latex",), r"answer_format"),
