@@ -5,16 +5,21 @@ the model, the loop's bookkeeping, and what no op accounts for (Python, dispatch
     python -m bench.decode_profile [--small] [--threads T]
 
 Same sizes as `bench.eval_throughput` at full size: 8 GSM8K problems x N=8 = 64 rows in one batch of
-64, 64 new tokens, T=0.7, `conf/evaluate.yaml` otherwise. It calls `HFBackend.generate_ids` directly
-(no grading). Order: a short warm-up generation, one unprofiled generation (tokens/s without the
-profiler), the same generation under torch.profiler (CPU, record_shapes, no stacks), then the
-model's plain forward at the same shapes (prefill + decode steps with fixed tokens, no sampling) and
-the Linear-layer matmul ceiling of `bench.eval_throughput`.
+64, 64 new tokens, T=0.7, `conf/evaluate.yaml` otherwise; it calls `HFBackend.generate_ids` directly
+(no grading). Each measured generation runs to the end of a window of decode steps (default 16-23:
+past the start, all 64 rows live, KV length ~207-214) and is stopped there. Order: a short warm-up;
+the window unprofiled (tokens/s); the window with perf_counter timers around the pieces below (the
+breakdown without the profiler); the window under torch.profiler (CPU, record_shapes, no stacks);
+then the model's plain forward at the same batch (prefill + decode calls with a fixed token, no
+sampling) and the Linear-layer matmul ceiling of `bench.eval_throughput`.
 
-The categories come from profiler ranges this script puts around transformers' own pieces (cache
-update and row selection, SDPA, RoPE, mask building, the LM head, the logits warpers, each model
-call); `reasoning_rl/` is not touched. Each aten op's self CPU time goes to the nearest range it runs
-under; "not in any op" is the decode phase's wall time minus every op's self time.
+The categories come from ranges this script puts around transformers' own pieces (cache update and
+row selection, SDPA, RoPE, mask building, the LM head, the logits warpers, each model call);
+`reasoning_rl/` is not touched. Each aten op's self CPU time goes to the nearest range it runs under;
+"not in any op" is the window's wall time minus every op's self time. Under the profiler the ops that
+allocate large outputs (the KV cache's torch.cat, the vocab-sized sampling tensors) run several times
+slower than without it (its memory grows ~0.3 GB a step and the new pages fault in), so the timers'
+breakdown is the one to size fixes by; the profile names the ops, their shapes and counts.
 
 Writes bench/results/decode_profile.json and bench/results/decode_profile_table.json (the profiler's
 own tables as text).
@@ -243,6 +248,79 @@ def analyse(prof, steps: int) -> dict[str, Any]:
     }
 
 
+class _Timers:
+    """The profiler's cross-check without the profiler: perf_counter around the same pieces (every
+    nn.Linear, the LM head, SDPA, the cache's update and row selection, RoPE, the mask, the warpers and
+    hf.py's torch.softmax / torch.multinomial), summed while the window is active."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.active = False
+        self.undo: list[Any] = []
+
+    def wrap(self, category, fn):
+        timers = self
+
+        @functools.wraps(fn)
+        def wrapped(*args, **kwargs):
+            if not timers.active:
+                return fn(*args, **kwargs)
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                timers.seconds[category] += time.perf_counter() - start
+
+        return wrapped
+
+    def patch(self, owner, attr: str, category: str) -> None:
+        original = getattr(owner, attr)
+        setattr(owner, attr, self.wrap(category, original))
+        self.undo.append(lambda: setattr(owner, attr, original))
+
+    def hook_module(self, module, category: str) -> None:
+        starts: list[float] = []
+
+        def pre(mod, args):
+            starts.append(time.perf_counter())
+
+        def post(mod, args, output):
+            start = starts.pop()
+            if self.active:
+                self.seconds[category] += time.perf_counter() - start
+
+        self.undo += [module.register_forward_pre_hook(pre).remove, module.register_forward_hook(post).remove]
+
+    def remove(self) -> None:
+        while self.undo:
+            self.undo.pop()()
+
+
+def install_timers(model) -> _Timers:
+    from transformers import LogitsProcessorList, cache_utils
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+    from transformers.models.llama import modeling_llama
+
+    t = _Timers()
+    head = model.get_output_embeddings()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear):
+            t.hook_module(m, "lm_head" if m is head else "linear")
+    t.hook_module(model.model.rotary_emb, "rope")
+    t.patch(modeling_llama, "apply_rotary_pos_emb", "rope")
+    t.patch(modeling_llama, "create_causal_mask", "mask")
+    t.patch(cache_utils.DynamicLayer, "update", "kv_cache_append")
+    t.patch(cache_utils.DynamicLayer, "batch_select_indices", "kv_cache_drop_rows")
+    t.patch(LogitsProcessorList, "__call__", "sampling")
+    t.patch(torch, "softmax", "sampling")  # hf.py calls torch.softmax / torch.multinomial on the vocab
+    t.patch(torch, "multinomial", "sampling")
+    impl = model.config._attn_implementation
+    original_attention = ALL_ATTENTION_FUNCTIONS[impl]
+    ALL_ATTENTION_FUNCTIONS[impl] = t.wrap("attention", original_attention)
+    t.undo.append(lambda: ALL_ATTENTION_FUNCTIONS.__setitem__(impl, original_attention))
+    return t
+
+
 class _Stop(Exception):
     """Raised from the step hook once the window is done: the rest of the generation isn't needed."""
 
@@ -252,8 +330,8 @@ class StepWindow:
     decode calls [start, start + steps) only, the loop's work after each call included; then stops the
     generation. Registered before the profiler ranges, so each window step is whole."""
 
-    def __init__(self, model, start: int, steps: int, prof=None, ranges: _Ranges | None = None):
-        self.start, self.steps, self.prof, self.ranges = start, steps, prof, ranges
+    def __init__(self, model, start: int, steps: int, prof=None, ranges: _Ranges | None = None, timers=None):
+        self.start, self.steps, self.prof, self.ranges, self.timers = start, steps, prof, ranges, timers
         self.calls = 0
         self.stamps: list[float] = []
         self.rows: list[int] = []
@@ -271,11 +349,15 @@ class StepWindow:
             if self.prof is not None:
                 self.ranges.close()
                 self.prof.stop()
+            if self.timers is not None:
+                self.timers.active = False
             raise _Stop
         if index == self.start:
             if self.prof is not None:
                 self.prof.start()
                 self.ranges.open("window")
+            if self.timers is not None:
+                self.timers.active = True
             self.stamps.append(time.perf_counter())
         if index >= self.start:
             self.rows.append(int(ids.shape[0]))
@@ -388,6 +470,27 @@ def main() -> None:
     print(f"unprofiled window: {unprofiled['tokens']} tokens in {unprofiled['seconds']:.1f} s "
           f"({unprofiled['tokens_per_s']:.1f} tokens/s)", flush=True)
 
+    # The same window with perf_counter timers around the pieces (no profiler).
+    timers = install_timers(model)
+    timed_run = StepWindow(model, args.window_start, args.window_steps, timers=timers)
+    try:
+        timed_run.run(lambda: backend.generate_ids(prompt_ids, sampling, progress=False))
+    finally:
+        timers.remove()
+    timed_us = {k: v * 1e6 for k, v in timers.seconds.items()}
+    timed_wall_us = timed_run.seconds * 1e6
+    timed = {"seconds": timed_run.seconds, "tokens": sum(timed_run.rows), "breakdown": [
+        {"category": key, "ms_per_step": round(timed_us.get(key, 0.0) / 1000 / args.window_steps, 2),
+         "pct_of_step": round(100 * timed_us.get(key, 0.0) / timed_wall_us, 1)}
+        for key in CATEGORIES if key not in ("model_other", "loop_bookkeeping")]}
+    rest_us = timed_wall_us - sum(timed_us.values())
+    timed["breakdown"].append({"category": "rest", "what": "rest of the model and the loop, Python, the timers",
+                               "ms_per_step": round(rest_us / 1000 / args.window_steps, 2),
+                               "pct_of_step": round(100 * rest_us / timed_wall_us, 1)})
+    print(f"timed window: {timed['tokens']} tokens in {timed['seconds']:.1f} s", flush=True)
+    print(table([(b["category"], b["ms_per_step"], b["pct_of_step"]) for b in timed["breakdown"]],
+                ["category (timers)", "ms/step", "% of step"]), flush=True)
+
     prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True,
                                   with_stack=False)
     ranges = _Ranges()
@@ -416,6 +519,7 @@ def main() -> None:
         "ours_unprofiled_step_seconds": round(step_s, 4),
         "ours_unprofiled_tokens_per_s": round(unprofiled["tokens_per_s"], 1),
         "profiled_over_unprofiled_seconds": round(profiled["seconds"] / unprofiled["seconds"], 3),
+        "timed_over_unprofiled_seconds": round(timed["seconds"] / unprofiled["seconds"], 3),
         "plain_forward": plain,
         "linear_ceiling": ceiling,
         "ours_of_linear_ceiling": round(unprofiled["tokens_per_s"] / ceiling["tokens_per_s"], 3),
@@ -452,7 +556,9 @@ def main() -> None:
                   "attn_implementation": model.config._attn_implementation,
                   "prompt_tokens": [min(map(len, prompt_ids)), max(map(len, prompt_ids))],
                   "window_start": args.window_start, "window_steps": args.window_steps, "small": args.small},
-        "runs": {"unprofiled": unprofiled, "profiled": profiled},
+        "runs": {"unprofiled": unprofiled, "timed": {k: v for k, v in timed.items() if k != "breakdown"},
+                 "profiled": profiled},
+        "timers": timed["breakdown"],
         "profile": analysis,
         "reference": reference,
         "load_avg_at_start": load_start, "load_avg_at_end": os.getloadavg(),
