@@ -96,9 +96,18 @@ class _Ranges:
             self.undo.pop()()
 
 
+def wrap_attention(model, recorder) -> None:
+    """Route the model's attention function through `recorder.wrap` (undone with the recorder's patches)."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    impl = model.config._attn_implementation
+    original = ALL_ATTENTION_FUNCTIONS[impl]
+    ALL_ATTENTION_FUNCTIONS[impl] = recorder.wrap("attention", original)
+    recorder.undo.append(lambda: ALL_ATTENTION_FUNCTIONS.__setitem__(impl, original))
+
+
 def install_ranges(model, backend, r: _Ranges) -> _Ranges:
     from transformers import LogitsProcessorList, cache_utils
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
     from transformers.models.llama import modeling_llama
 
     def model_call(args, kwargs):
@@ -118,10 +127,7 @@ def install_ranges(model, backend, r: _Ranges) -> _Ranges:
 
     r.patch(cache_utils.DynamicLayer, "batch_select_indices", select_name)
     r.patch(LogitsProcessorList, "__call__", "warpers")
-    impl = model.config._attn_implementation
-    original_attention = ALL_ATTENTION_FUNCTIONS[impl]
-    ALL_ATTENTION_FUNCTIONS[impl] = r.wrap("attention", original_attention)
-    r.undo.append(lambda: ALL_ATTENTION_FUNCTIONS.__setitem__(impl, original_attention))
+    wrap_attention(model, r)
     return r
 
 
@@ -298,7 +304,6 @@ class _Timers:
 
 def install_timers(model) -> _Timers:
     from transformers import LogitsProcessorList, cache_utils
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
     from transformers.models.llama import modeling_llama
 
     t = _Timers()
@@ -314,10 +319,7 @@ def install_timers(model) -> _Timers:
     t.patch(LogitsProcessorList, "__call__", "sampling")
     t.patch(torch, "softmax", "sampling")  # hf.py calls torch.softmax / torch.multinomial on the vocab
     t.patch(torch, "multinomial", "sampling")
-    impl = model.config._attn_implementation
-    original_attention = ALL_ATTENTION_FUNCTIONS[impl]
-    ALL_ATTENTION_FUNCTIONS[impl] = t.wrap("attention", original_attention)
-    t.undo.append(lambda: ALL_ATTENTION_FUNCTIONS.__setitem__(impl, original_attention))
+    wrap_attention(model, t)
     return t
 
 
