@@ -424,7 +424,7 @@ def test_evaluate_a_trained_run_dir_on_other_problems_and_n(real_runs):
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert {"pass@1", "pass@4", "maj@4"} <= set(summary) and summary["pass@4"]["n"] == 2
-    assert yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())["checkpoint"] == str(real_runs / "sft")
+    assert yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())["adapter"] == str(real_runs / "sft")  # the saved config records it
     comparison = report.build(load_runs([real_runs / "base", run_dir]), n_resamples=200)
     assert any("different problems" in w for w in comparison.warnings)
     assert all(not d.paired for d in comparison.diffs["sft_eval"])
