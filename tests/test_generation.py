@@ -215,3 +215,43 @@ def test_progress_bar_and_its_label(backend, prompts, capsys, progress, shown):
         assert "seq" not in err
     else:
         assert f"{shown}: 100%" in err.replace("\r", "\n")
+
+
+def _chi_square(sampler, probs: torch.Tensor, draws: int) -> tuple[float, int, torch.Tensor]:
+    """Pearson's statistic of `draws` samples against `probs`, its degrees of freedom, and the counts."""
+    torch.manual_seed(0)
+    tokens = torch.cat([sampler(probs.expand(10_000, -1)) for _ in range(draws // 10_000)])
+    counts = torch.bincount(tokens, minlength=probs.numel()).double()
+    support = probs > 0
+    expected = probs.double() * len(tokens)
+    stat = (((counts - expected) ** 2)[support] / expected[support]).sum().item()
+    return stat, int(support.sum()) - 1, counts
+
+
+def test_inverse_cdf_draw_has_the_multinomial_distribution():
+    from reasoning_rl.generation.hf import sample_from_probs
+
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randn(1, 200, generator=gen) * 2
+    logits[0, ::7] = float("-inf")  # zero-probability tokens, as top-k / top-p leave them
+    probs = torch.softmax(logits, dim=-1)
+    # Chi-square's 1 - 1e-6 quantile is below df + 7 sqrt(2 df) for df ~ 170 (Wilson–Hilferty).
+    stat, df, counts = _chi_square(sample_from_probs, probs, 400_000)
+    assert counts[::7].sum() == 0  # never a token of probability 0
+    assert stat < df + 7 * (2 * df) ** 0.5
+    reference, _, _ = _chi_square(lambda p: torch.multinomial(p, 1).squeeze(1), probs, 400_000)
+    assert reference < df + 7 * (2 * df) ** 0.5
+    # The check can fail: a draw from a slightly sharpened distribution (temperature 0.95) is caught.
+    sharpened = lambda p: sample_from_probs(torch.softmax(torch.log(p) / 0.95, dim=-1))  # noqa: E731
+    assert _chi_square(sharpened, probs, 400_000)[0] > df + 7 * (2 * df) ** 0.5
+
+
+def test_preallocated_cache_samples_what_the_dynamic_cache_does(backend, prompts, sampled, monkeypatch):
+    """Same arithmetic, same tokens: the pre-allocated KV cache changes where keys live, not their values,
+    through prefix sharing, finished rows leaving and split batches."""
+    import reasoning_rl.generation.hf as hf
+    from transformers import DynamicCache
+
+    monkeypatch.setattr(hf, "decode_cache", lambda config, capacity: DynamicCache(config=config))
+    dynamic = backend.generate(prompts, SAMPLING, progress=False)
+    assert [[c.token_ids for c in p] for p in dynamic] == [[c.token_ids for c in p] for p in sampled]
