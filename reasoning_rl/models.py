@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 
 import importlib.util
 import logging
@@ -193,8 +194,18 @@ def load_model_and_tokenizer(
 
 # Our short names for LoraConfig's fields (either spelling works; both at once is refused).
 PEFT_ALIASES = {"alpha": "lora_alpha", "dropout": "lora_dropout"}
-_PEFT_DEFAULTS = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear", "bias": "none",
-                  "task_type": "CAUSAL_LM"}
+_LORA_YAML = Path(__file__).resolve().parents[1] / "conf" / "peft" / "lora.yaml"
+
+
+@functools.cache
+def _peft_defaults() -> dict[str, Any]:
+    """LoRA's defaults are conf/peft/lora.yaml's, for a peft config of one's own that leaves a field out;
+    task_type is not a setting: every model here is a causal LM."""
+    from omegaconf import OmegaConf
+
+    conf = OmegaConf.to_container(OmegaConf.load(_LORA_YAML))
+    defaults = {PEFT_ALIASES.get(k, k): v for k, v in conf.items() if k != "name" and v is not None}
+    return {**defaults, "task_type": "CAUSAL_LM"}
 
 
 def lora_fields() -> tuple[str, ...]:
@@ -262,7 +273,7 @@ def lora_settings(peft_cfg: Any) -> dict[str, Any]:
             if command_line is None or short not in command_line or full in command_line:
                 continue
         settings[full], spelled[full] = raw[short], short
-    for key, value in _PEFT_DEFAULTS.items():
+    for key, value in _peft_defaults().items():
         settings.setdefault(key, value)
         spelled.setdefault(key, key)
     return {**settings, "_spelled": spelled}

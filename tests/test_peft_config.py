@@ -30,6 +30,16 @@ def test_defaults_from_the_yaml():
     assert config.use_dora is False and config.task_type == "CAUSAL_LM"
 
 
+def test_a_config_of_ones_own_gets_the_yaml_defaults_for_what_it_leaves_out():
+    """LoRA's defaults live only in conf/peft/lora.yaml: a peft config that names only r gets the yaml's
+    alpha, dropout, targets and bias, whatever they are."""
+    yaml = OmegaConf.load(LORA_YAML)
+    config = models._lora_config({"name": "lora", "r": 4})
+    assert config.r == 4
+    assert (config.lora_alpha, config.lora_dropout, config.bias) == (yaml.alpha, yaml.dropout, yaml.bias)
+    assert config.target_modules == yaml.target_modules
+
+
 @pytest.mark.parametrize("overrides, field, value", [
     ({"use_dora": True}, "use_dora", True),
     ({"use_rslora": True}, "use_rslora", True),
