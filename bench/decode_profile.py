@@ -207,7 +207,8 @@ def analyse(prof, steps: int) -> dict[str, Any]:
     for e in events:
         if _is_range(e):
             if e is window or any(a is window for a in _ancestors(e)):
-                inside = e.name == TAG + "decode_forward" or any(a.name == TAG + "decode_forward" for a in _ancestors(e))
+                inside = e.name == TAG + "decode_forward" or any(
+                    a.name == TAG + "decode_forward" for a in _ancestors(e))
                 range_self["in the model call" if inside else "in the decode loop"] += e.self_cpu_time_total
             continue
         category = classify(e)
@@ -502,8 +503,8 @@ def main() -> None:
         window.run(lambda: backend.generate_ids(prompt_ids, sampling, progress=False))
     finally:
         ranges.remove()
-    profiled = {"seconds": window.seconds, "tokens": sum(window.rows), "tokens_per_s": sum(window.rows) / window.seconds,
-                "rows": window.rows, "kv_lengths": window.kv_lengths}
+    profiled = {"seconds": window.seconds, "tokens": sum(window.rows),
+                "tokens_per_s": sum(window.rows) / window.seconds, "rows": window.rows, "kv_lengths": window.kv_lengths}
     print(f"profiled window: {profiled['tokens']} tokens in {profiled['seconds']:.1f} s", flush=True)
     missing = [k for k in ("decode_forward", "lm_head", "rope", "mask", "kv_update", "attention", "warpers")
                if not ranges.calls.get(k)]
@@ -539,7 +540,8 @@ def main() -> None:
     print(table([(t["op"], t["input_shapes"][:70], t["calls"], t["ms_per_step"], t["pct_of_step"])
                  for t in analysis["top_ops"]], ["op", "input shapes", "calls", "ms/step", "%"]))
     print(f"\nunprofiled step {step_s * 1000:.0f} ms ({unprofiled['tokens_per_s']:.0f} tokens/s); plain forward "
-          f"step {plain['step_seconds_median'] * 1000:.0f} ms; Linear ceiling step {ceiling['step_seconds'] * 1000:.0f} ms "
+          f"step {plain['step_seconds_median'] * 1000:.0f} ms; "
+          f"Linear ceiling step {ceiling['step_seconds'] * 1000:.0f} ms "
           f"({ceiling['tokens_per_s']:.0f} tokens/s); ours / ceiling {reference['ours_of_linear_ceiling']:.2f}")
 
     table_text = {
@@ -549,7 +551,8 @@ def main() -> None:
         "note": "the profiled window as torch.profiler prints it (bench:: rows are this script's ranges)",
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    table_path = args.out.with_name(args.out.stem + "_table.json") if args.out else RESULTS / "decode_profile_table.json"
+    table_path = (args.out.with_name(args.out.stem + "_table.json") if args.out
+                  else RESULTS / "decode_profile_table.json")
     table_path.write_text(json.dumps(table_text, indent=2) + "\n")
     path = write_result("decode_profile", {
         "sizes": {"problems": problems_n, "n": n, "rows": len(prompt_ids) * n, "max_new_tokens": max_new,

@@ -11,8 +11,8 @@ Greedy tokens must be identical in both modes (same arithmetic); the bench fails
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -24,8 +24,9 @@ from bench.eval_throughput import GOAL_OF_CEILING, compose_eval_cfg, linear_ceil
 @contextmanager
 def before_issue_18():
     """The decode as it was: DynamicCache and torch.multinomial."""
-    import reasoning_rl.generation.hf as hf
     from transformers import DynamicCache
+
+    import reasoning_rl.generation.hf as hf
 
     saved = hf.decode_cache, hf.sample_from_probs
     hf.decode_cache = lambda config, capacity: DynamicCache(config=config)

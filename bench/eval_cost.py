@@ -30,7 +30,8 @@ def main() -> None:
         run_dir = Path(tmp) / "run"
         run = run_watched(python_module(
             "reasoning_rl.train", "algorithm=grpo", "logger=none", f"hparams.max_steps={sizes['steps']}",
-            f"hparams.per_device_train_batch_size={sizes['batch']}", f"generation.max_new_tokens={sizes['max_new_tokens']}",
+            f"hparams.per_device_train_batch_size={sizes['batch']}",
+            f"generation.max_new_tokens={sizes['max_new_tokens']}",
             f"eval.limit={sizes['eval_limit']}", "eval.every_steps=2", "checkpoint.every_steps=100000",
             "dataset.limit=16", f"hydra.run.dir={run_dir}"), timeout=3600)
         require_ok(run, "train algorithm=grpo")
@@ -54,19 +55,23 @@ def main() -> None:
 
     print(f"\nin-training eval cost (GRPO batch {sizes['batch']}, {sizes['max_new_tokens']} new tokens, N=8)")
     print(table([
-        ("measured: every 2 steps", f"{sizes['eval_limit']} problems", round(eval_seconds, 1), round(step, 1), measured_share),
-        (f"extrapolated: every {DEFAULT_EVERY} steps (default)", f"{DEFAULT_LIMIT} problems", round(default_eval, 1), round(step, 1), share),
+        ("measured: every 2 steps", f"{sizes['eval_limit']} problems", round(eval_seconds, 1), round(step, 1),
+         measured_share),
+        (f"extrapolated: every {DEFAULT_EVERY} steps (default)", f"{DEFAULT_LIMIT} problems", round(default_eval, 1),
+         round(step, 1), share),
     ], ["cadence", "eval set", "eval s", "step s", "eval share of wall"]))
     print(f"default cadence eval share: {share:.3f}  goal {goal_text(share, GOAL, False)}")
     if share > GOAL:
-        print(f"the goal needs eval.every_steps >= {every_needed:.0f}, or eval.limit <= {limit_needed:.0f} at every {DEFAULT_EVERY} steps")
+        print(f"the goal needs eval.every_steps >= {every_needed:.0f}, "
+              f"or eval.limit <= {limit_needed:.0f} at every {DEFAULT_EVERY} steps")
     path = write_result("eval_cost", {
         "sizes": {**sizes, "small": args.small, "eval_every_measured": 2, "num_samples": 8},
         "measured": {"step_seconds": step, "eval_seconds": eval_seconds, "eval_seconds_each": evals,
                      "sampling_seconds": sampling, "intervals": intervals, "share_every_2": measured_share},
         "extrapolated_default": {"every_steps": DEFAULT_EVERY, "eval_limit": DEFAULT_LIMIT,
                                  "eval_seconds": default_eval, "share": share,
-                                 "every_steps_for_goal": every_needed, "eval_limit_for_goal_at_default_every": limit_needed},
+                                 "every_steps_for_goal": every_needed,
+                                 "eval_limit_for_goal_at_default_every": limit_needed},
         "ratios": {"eval_share_default_cadence": share},
         "goals": {"eval_share_default_cadence": f"<= {GOAL}"},
         "notes": ["extrapolated, not measured: eval time scaled linearly in problems (batches of 64 sequences);"

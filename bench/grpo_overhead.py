@@ -36,7 +36,8 @@ def run_ours(sizes: dict, run_dir: Path) -> dict:
     require_ok(run, "train algorithm=grpo")
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     times = [(r["step"], r["time"]) for r in rows if "train/loss" in r]
-    return {"step_seconds": step_seconds(times), "wall_seconds": run["seconds"], "peak_rss_bytes": run["peak_rss_bytes"]}
+    return {"step_seconds": step_seconds(times), "wall_seconds": run["seconds"],
+            "peak_rss_bytes": run["peak_rss_bytes"]}
 
 
 def run_bare(sizes: dict) -> dict:
@@ -61,11 +62,12 @@ def main() -> None:
         for repeat in range(repeats):  # interleaved: the machine is shared and its load moves
             runs["ours"].append(run_ours(sizes, Path(tmp) / f"ours{repeat}"))
             runs["bare_trl"].append(run_bare(sizes))
-            print(f"repeat {repeat}: ours {runs['ours'][-1]['step_seconds']}, bare {runs['bare_trl'][-1]['step_seconds']}",
-                  flush=True)
+            print(f"repeat {repeat}: ours {runs['ours'][-1]['step_seconds']}, "
+                  f"bare {runs['bare_trl'][-1]['step_seconds']}", flush=True)
     best = {name: min(statistics.median(r["step_seconds"]) for r in rs) for name, rs in runs.items()}
     ratio = best["ours"] / best["bare_trl"]
-    print(f"\nGRPO step time: {sizes['steps']} steps of {sizes['batch']} completions, {sizes['max_new_tokens']} new tokens")
+    print(f"\nGRPO step time: {sizes['steps']} steps of {sizes['batch']} completions, "
+          f"{sizes['max_new_tokens']} new tokens")
     print(table([(name, best[name] / best["bare_trl"], round(best[name], 2)) for name in runs],
                 ["trainer", "s/step vs bare TRL", "median s/step"]))
     print(f"ours / bare TRL: {ratio:.3f}  goal {goal_text(ratio, GOAL, False)}")

@@ -132,12 +132,14 @@ def ci_table(path: Path) -> str:
     for line in path.read_text().splitlines():
         r = json.loads(line)
         records[(r["algorithm"], r["seed"], tuple(r["extra"]))] = r
-    lines = ["| algorithm | seed | switched | pass@1 base → step 6 | p | majority_correct@8 base → step 6 | p | wall s |",
+    lines = ["| algorithm | seed | switched | pass@1 base → step 6 | p "
+             "| majority_correct@8 base → step 6 | p | wall s |",
              "|---|---|---|---|---|---|---|---|"]
     for (algorithm, seed, extra), r in sorted(records.items()):
         cells = [f"{r[m]['baseline']:.3f} → {r[m]['value']:.3f} ({r[m]['diff']:+.3f} [{r[m]['ci_low']:+.3f}, "
                  f"{r[m]['ci_high']:+.3f}]) | {r[m]['p_value']:.4f}" for m in ("pass@1", "majority_correct@8")]
-        lines.append(f"| {algorithm} | {seed} | {' '.join(extra) or '—'} | {cells[0]} | {cells[1]} | {r['seconds']:.0f} |")
+        lines.append(f"| {algorithm} | {seed} | {' '.join(extra) or '—'} | {cells[0]} | {cells[1]} "
+                     f"| {r['seconds']:.0f} |")
     return "\n".join(lines)
 
 

@@ -107,7 +107,8 @@ def main() -> None:
     worst_diff = max(p["max_abs_diff"] for p in per_problem.values())
     print(f"\nexact estimators at N={N}, K in {KS}: CPU seconds per problem")
     print(table(rows, ["problem", "answers", "maj old s", "maj new s", "old/new", "all metrics s", "|new-old|"]))
-    print(f"maj@K, all problems: old {total_old:.2f} s, new {total_new:.2f} s, ratio old/new {total_old / total_new:.1f}")
+    print(f"maj@K, all problems: old {total_old:.2f} s, new {total_new:.2f} s, "
+          f"ratio old/new {total_old / total_new:.1f}")
     print(f"slowest problem, pass@K + maj@K + majority_correct@K at every K: {worst_all:.3f} s  "
           f"goal {goal_text(worst_all, GOAL_S, False)}")
     path = write_result("maj_at_k", {
@@ -116,7 +117,8 @@ def main() -> None:
         "totals": {"maj_old_s": total_old, "maj_new_s": total_new},
         "ratios": {"maj_old_over_new": total_old / total_new},
         "absolute": {"slowest_problem_all_metrics_s": worst_all,
-                     "mean_problem_all_metrics_s": float(np.mean([p["all_metrics_new_s"] for p in per_problem.values()]))},
+                     "mean_problem_all_metrics_s": float(
+                         np.mean([p["all_metrics_new_s"] for p in per_problem.values()]))},
         "max_abs_diff_new_vs_old": worst_diff,
         "goals": {"slowest_problem_all_metrics_s": f"<= {GOAL_S}"},
         "notes": ["CPU time (time.process_time, all threads) of one process, each problem scored once"],

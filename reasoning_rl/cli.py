@@ -8,7 +8,6 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 
-
 # A write failed for lack of room (EFBIG: a file size limit, e.g. `ulimit -f`).
 DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 

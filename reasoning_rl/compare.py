@@ -31,7 +31,8 @@ from reasoning_rl.errors import UserError, exit_on_user_error
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m reasoning_rl.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", metavar="PATH", help="run dir, sweep dir or folder of run dirs")
-    parser.add_argument("--baseline", help="path or table name of the run the others are compared with (default: the first)")
+    parser.add_argument("--baseline",
+                        help="path or table name of the run the others are compared with (default: the first)")
     parser.add_argument("--out", type=Path, help="output dir (default: outputs/compare/<date>/<time>)")
     parser.add_argument("--metrics", nargs="+", help="summary metrics to show (default: those every finished run has)")
     parser.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples for the differences")

@@ -11,9 +11,8 @@ import yaml
 from omegaconf import DictConfig
 
 from reasoning_rl import models
-from reasoning_rl.cli import run_hydra_job
 from reasoning_rl.data import grader_options, load_problems
-from reasoning_rl.errors import ConfigError, exit_on_user_error
+from reasoning_rl.errors import ConfigError
 from reasoning_rl.evaluation import check_eval_config, check_generation_config, evaluate
 from reasoning_rl.generation import budget_forcing_from_cfg, build_backend, sampling_params_from_cfg
 from reasoning_rl.grading import get_grader
@@ -30,7 +29,8 @@ def adapter_path(cfg: DictConfig, warn: bool = False) -> str | None:
     adapter, old = cfg.get("adapter"), cfg.get("checkpoint")
     if old:
         if adapter and str(adapter) != str(old):
-            raise ConfigError(f"adapter={adapter} and checkpoint={old} disagree; checkpoint= is adapter='s old name: set only adapter=")
+            raise ConfigError(f"adapter={adapter} and checkpoint={old} disagree; "
+                              "checkpoint= is adapter='s old name: set only adapter=")
         if warn:
             # before the run's logging starts: straight to stderr, as the one-line errors are
             print("warning: checkpoint= is now adapter= (the adapter to evaluate); checkpoint= still works",

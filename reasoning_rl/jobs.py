@@ -90,7 +90,8 @@ def _stop_on_termination() -> Iterator[None]:
 
 
 def format_table(summary: Mapping[str, Mapping[str, float]], title: str = "") -> str:
-    rows = [(name, f"{s['mean']:.3f}", f"[{s['ci_low']:.3f}, {s['ci_high']:.3f}]", str(s["n"])) for name, s in summary.items()]
+    rows = [(name, f"{s['mean']:.3f}", f"[{s['ci_low']:.3f}, {s['ci_high']:.3f}]", str(s["n"]))
+            for name, s in summary.items()]
     header = ("metric", "mean", "95% CI", "n")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     lines = [title] if title else []

@@ -6,7 +6,8 @@
 Every other KEY=VALUE goes to every evaluate and train stage, after the stage's own overrides
 (`seed=1`, `debug=smoke`, `model=…`); a key the evaluate job does not have (`hparams.*`,
 `eval.at_start`) goes to the train stages only, and `eval.limit`/`eval.split` (the train job's
-evaluation set) reach evaluate stages as `dataset.limit`/`dataset.split`. DIR holds one run dir per stage, `pipeline.json` (each stage's
+evaluation set) reach evaluate stages as `dataset.limit`/`dataset.split`. DIR holds one run dir per stage, \
+`pipeline.json` (each stage's
 command, status and SLURM job id) and the compare stage's output.
 
 Locally the stages run one after another in this process's order; a stage that fails cancels the
@@ -104,7 +105,8 @@ def load_pipeline(own: Sequence[str]) -> tuple[Path, list[Stage]]:
         spec = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(dotlist))
         spec = OmegaConf.to_container(spec, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue:
-        raise UserError("pipeline.dir is required: python -m reasoning_rl.pipeline pipeline=article pipeline.dir=DIR") from None
+        raise UserError(
+            "pipeline.dir is required: python -m reasoning_rl.pipeline pipeline=article pipeline.dir=DIR") from None
     except (OmegaConfBaseException, OSError, ValueError) as exc:
         raise UserError(f"cannot read the pipeline {path}: {str(exc).splitlines()[0]}") from None
     stages = parse_stages(spec.get("stages") or {})
@@ -126,7 +128,8 @@ def select(stages: list[Stage], only: Sequence[str] | None) -> list[Stage]:
             return
         kept.add(name)
         stage = by_name[name]
-        for need in ([stage.init_from] if stage.init_from else []) + stage.after + ([stage.baseline] if stage.baseline else []):
+        for need in (([stage.init_from] if stage.init_from else []) + stage.after
+                     + ([stage.baseline] if stage.baseline else [])):
             keep(need)
 
     for name in only:

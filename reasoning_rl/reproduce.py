@@ -49,7 +49,8 @@ from reasoning_rl.tracking.run_dir import read_jsonl
 
 JOBS = ("evaluate", "train")
 # Hydra overrides that only say where and how the original ran: the re-run is one local job.
-_PLACEMENT = ("hydra.run.dir", "hydra.sweep.", "hydra.mode", "hydra/launcher", "hydra.launcher.", "hydra.job.num", "hydra.job.id")
+_PLACEMENT = ("hydra.run.dir", "hydra.sweep.", "hydra.mode", "hydra/launcher", "hydra.launcher.", "hydra.job.num",
+              "hydra.job.id")
 # Hydra's own config (`hydra.callbacks.*._target_` is instantiated and called), `+hydra@…` included.
 _HYDRA_KEY = re.compile(r"hydra($|[./@])")
 _REMOTE_CODE = re.compile(r"trust_remote_code\W*[=:]\W*(true|yes|on|1)\b", re.IGNORECASE)
@@ -62,7 +63,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides on top of the saved ones")
     parser.add_argument("--out", type=Path, help="new run dir (default: outputs/reproduce/<date>/<time>)")
     parser.add_argument("--no-chain", action="store_true",
-                        help="a warm-started run: start from its original parent instead of re-running the parents first")
+                        help="a warm-started run: start from its original parent "
+                             "instead of re-running the parents first")
     return parser.parse_args(argv)
 
 
@@ -131,14 +133,16 @@ def environment_differences(saved: Mapping[str, Any]) -> list[str]:
     notes = []
     old_git, new_git = saved.get("git") or {}, provenance.git_state()
     if old_git.get("sha") != new_git.get("sha"):
-        notes.append(f"the code differs: the run used git {str(old_git.get('sha'))[:12]}, this checkout is {str(new_git.get('sha'))[:12]}")
+        notes.append(f"the code differs: the run used git {str(old_git.get('sha'))[:12]}, "
+                     f"this checkout is {str(new_git.get('sha'))[:12]}")
     if old_git.get("dirty"):
         notes.append("the run's checkout had uncommitted changes, which were not recorded")
     if new_git.get("dirty"):
         notes.append("this checkout has uncommitted changes")
     old_packages, new_packages = saved.get("packages") or {}, provenance.package_versions()
     changed = [f"{name} {old_packages.get(name)} -> {new_packages.get(name)}"
-               for name in sorted(set(old_packages) | set(new_packages)) if old_packages.get(name) != new_packages.get(name)]
+               for name in sorted(set(old_packages) | set(new_packages))
+               if old_packages.get(name) != new_packages.get(name)]
     if changed:
         notes.append("package versions differ: " + ", ".join(changed))
     if saved.get("python") and saved["python"] != sys.version.split()[0]:
@@ -147,24 +151,27 @@ def environment_differences(saved: Mapping[str, Any]) -> list[str]:
 
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     if (saved.get("gpus") or []) != gpus:
-        notes.append(f"the hardware differs: {saved.get('gpus') or 'CPU'} -> {gpus or 'CPU'}; expect values within the CIs, not identical ones")
+        notes.append(f"the hardware differs: {saved.get('gpus') or 'CPU'} -> {gpus or 'CPU'}; "
+                     "expect values within the CIs, not identical ones")
     return notes
 
 
-def compare_summaries(old: Mapping[str, Mapping[str, float]], new: Mapping[str, Mapping[str, float]]) -> tuple[str, bool]:
+def compare_summaries(old: Mapping[str, Mapping[str, float]],
+                      new: Mapping[str, Mapping[str, float]]) -> tuple[str, bool]:
     """A metric-by-metric table and a verdict line; True when the two summaries are identical."""
     header = ("metric", "original [95% CI]", "re-run", "|difference|", "in original CI")
     rows, worst = [], (0.0, "")
     for metric in list(dict.fromkeys([*old, *new])):
         o, n = old.get(metric), new.get(metric)
         if o is None or n is None:
-            rows.append((metric, "-" if o is None else f"{o['mean']:.4f}", "-" if n is None else f"{n['mean']:.4f}", "-", "-"))
+            rows.append((metric, "-" if o is None else f"{o['mean']:.4f}", "-" if n is None else f"{n['mean']:.4f}",
+                         "-", "-"))
             continue
         diff = abs(n["mean"] - o["mean"])
         worst = max(worst, (diff, metric))
         inside = o["ci_low"] <= n["mean"] <= o["ci_high"]
-        rows.append((metric, f"{o['mean']:.4f} [{o['ci_low']:.4f}, {o['ci_high']:.4f}]", f"{n['mean']:.4f}", f"{diff:.4g}",
-                     "yes" if inside else "NO"))
+        rows.append((metric, f"{o['mean']:.4f} [{o['ci_low']:.4f}, {o['ci_high']:.4f}]", f"{n['mean']:.4f}",
+                     f"{diff:.4g}", "yes" if inside else "NO"))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
     identical = json.dumps(old, sort_keys=True) == json.dumps(new, sort_keys=True)
@@ -174,7 +181,8 @@ def compare_summaries(old: Mapping[str, Mapping[str, float]], new: Mapping[str, 
         outside = [r[0] for r in rows if r[4] == "NO"]
         unmatched = [r[0] for r in rows if r[4] == "-"]
         lines.append(f"not identical: max |difference| {worst[0]:.4g} ({worst[1]}); "
-                     + (f"outside the original 95% CI: {', '.join(outside)}" if outside else "every new value is inside the original 95% CI")
+                     + (f"outside the original 95% CI: {', '.join(outside)}" if outside
+                        else "every new value is inside the original 95% CI")
                      + (f"; in only one of the runs: {', '.join(unmatched)}" if unmatched else ""))
     return "\n".join(lines), identical
 
@@ -197,7 +205,8 @@ def _read_json(path: Path) -> Any:
 
 def config_changes(old_dir: Path, new_dir: Path) -> list[str]:
     old, new = load_config(old_dir), load_config(new_dir)
-    return [f"{k}: {old.get(k, '-')} -> {new.get(k, '-')}" for k in dict.fromkeys([*old, *new]) if old.get(k, "-") != new.get(k, "-")]
+    return [f"{k}: {old.get(k, '-')} -> {new.get(k, '-')}" for k in dict.fromkeys([*old, *new])
+            if old.get(k, "-") != new.get(k, "-")]
 
 
 def plan(run_dir: Path, new_overrides: Sequence[str], out: Path | None) -> tuple[list[str], Path, list[str]]:
@@ -270,7 +279,8 @@ def reproduce(original: Path, overrides: Sequence[str], out: Path | None) -> int
     command, out, warnings = plan(original, overrides, out)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print("re-running: " + shlex.join(["python", *command[1:3], *[redact_override(c) for c in command[3:]]]), flush=True)
+    print("re-running: " + shlex.join(["python", *command[1:3], *[redact_override(c) for c in command[3:]]]),
+          flush=True)
     result = subprocess.run(command)
     if result.returncode != 0:
         print(f"error: the re-run failed with exit status {result.returncode}; see {out}", file=sys.stderr)

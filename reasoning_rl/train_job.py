@@ -19,9 +19,8 @@ from reasoning_rl.callbacks.checkpoint import (
     has_complete_checkpoint,
     latest_loadable_checkpoint,
 )
-from reasoning_rl.cli import run_hydra_job
 from reasoning_rl.data import check_contamination, grader_options, load_problems
-from reasoning_rl.errors import ConfigError, Preempted, exit_on_user_error
+from reasoning_rl.errors import ConfigError, Preempted
 from reasoning_rl.evaluation import check_eval_config, check_generation_config
 from reasoning_rl.generation import sampling_params_from_cfg
 from reasoning_rl.grading import get_grader
@@ -142,7 +141,8 @@ def run(cfg: DictConfig) -> dict:
         k = max(cfg.eval.ks)
         print(format_table(final.summary, f"final eval ({len(ctx.eval_problems)} problems, N={cfg.eval.num_samples})"))
         if cfg.eval.at_start:  # else there is no "before" in this run to show
-            print(before_after(read_jsonl(run_dir.metrics_path), ["pass@1", f"pass@{k}", f"maj@{k}", f"majority_correct@{k}"]))
+            print(before_after(read_jsonl(run_dir.metrics_path),
+                               ["pass@1", f"pass@{k}", f"maj@{k}", f"majority_correct@{k}"]))
         print(f"curves: {png}")
         print(f"run dir: {run_dir.path}")
     return final.summary

@@ -29,7 +29,8 @@ def run_job(job: str, *overrides: str, timeout: int = 900, env: dict | None = No
     )
 
 
-def built_once(tmp_path_factory, name: str, build: Callable[[Path], subprocess.CompletedProcess]) -> tuple[Path, SimpleNamespace]:
+def built_once(tmp_path_factory, name: str,
+               build: Callable[[Path], subprocess.CompletedProcess]) -> tuple[Path, SimpleNamespace]:
     """build(folder) runs once per test session, also under pytest-xdist (`-n 2`), where each worker has
     its own basetemp under one shared parent: the first worker to ask builds, the others wait and reuse."""
     base = tmp_path_factory.getbasetemp()
@@ -38,7 +39,8 @@ def built_once(tmp_path_factory, name: str, build: Callable[[Path], subprocess.C
     with FileLock(str(folder) + ".lock"):
         if not record.exists():
             result = build(folder)
-            record.write_text(json.dumps({"returncode": result.returncode, "stdout": result.stdout, "stderr": result.stderr}))
+            record.write_text(json.dumps({"returncode": result.returncode, "stdout": result.stdout,
+                                          "stderr": result.stderr}))
     return folder, SimpleNamespace(**json.loads(record.read_text()))
 
 

@@ -18,7 +18,7 @@ from reasoning_rl.algorithms.self_samples import build_pairs, correct_rows, grad
 from reasoning_rl.data.base import Problem
 from reasoning_rl.errors import ConfigError
 from reasoning_rl.tracking.run_dir import read_jsonl
-from tests.helpers import REPO, SHORT_TASK, built_once, run_job, python_warnings
+from tests.helpers import REPO, SHORT_TASK, built_once, python_warnings, run_job
 
 # On the short task the base model gets ~30% of answers right, so 4 problems x 8 samples nearly always
 # hold a correct sample and a wrong one (P(all 32 wrong) ~ 1e-4); GSM8K, where it gets 2-5%, has its own
@@ -90,7 +90,8 @@ def test_sft_self_without_a_correct_sample_is_one_clear_line(tmp_path):
 
 @pytest.fixture(scope="module")
 def orpo_run(tmp_path_factory):
-    return built_once(tmp_path_factory, "orpo_straight", lambda run_dir: run_job("train", *ORPO_SMOKE, f"hydra.run.dir={run_dir}"))
+    return built_once(tmp_path_factory, "orpo_straight",
+                      lambda run_dir: run_job("train", *ORPO_SMOKE, f"hydra.run.dir={run_dir}"))
 
 
 @pytest.mark.slow

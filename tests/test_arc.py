@@ -86,7 +86,8 @@ def test_choice_prompt_shows_the_labels_as_given():
 def test_ai2_arc_few_shot_comes_from_train():
     (problem,), _ = load_problems(ai2_cfg(limit=1, few_shot=2), PROMPT)
     assert [m["role"] for m in problem.messages] == ["system", "user", "assistant", "user", "assistant", "user"]
-    train_first = json.loads((registry.bundled_dir("ai2_arc") / "ARC-Challenge-Train.jsonl").read_text().splitlines()[0])
+    train_first = json.loads(
+        (registry.bundled_dir("ai2_arc") / "ARC-Challenge-Train.jsonl").read_text().splitlines()[0])
     assert train_first["question"]["stem"] in problem.messages[1]["content"]
     assert problem.messages[2]["content"].endswith(f"<answer>{train_first['answerKey']}</answer>")
 

@@ -12,7 +12,12 @@ from omegaconf import OmegaConf
 
 from reasoning_rl.errors import ConfigError
 from reasoning_rl.generation import (
-    BudgetForcedBackend, BudgetForcing, Completion, SamplingParams, budget_forcing_from_cfg, build_backend,
+    BudgetForcedBackend,
+    BudgetForcing,
+    Completion,
+    SamplingParams,
+    budget_forcing_from_cfg,
+    build_backend,
 )
 from reasoning_rl.generation.rollout import backend_rollout, injected_mask
 
@@ -250,7 +255,8 @@ def test_evaluate_job_logs_extensions(tmp_path):
 
     run_dir = tmp_path / "run"
     result = run_job("evaluate", "experiment=budget_forcing_gsm8k", "dataset.limit=2", "eval.num_samples=2",
-                     "eval.ks=[1,2]", "generation.max_new_tokens=48", "generation.budget_forcing.max_thinking_tokens=32",
+                     "eval.ks=[1,2]", "generation.max_new_tokens=48",
+                     "generation.budget_forcing.max_thinking_tokens=32",
                      "logger=none", f"hydra.run.dir={run_dir}", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     records = read_jsonl(run_dir / "samples.jsonl")

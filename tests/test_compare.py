@@ -135,9 +135,11 @@ def test_different_problem_sets_are_compared_unpaired():
 
 def test_differing_keys_skip_noise_and_unshared_details():
     configs = [
-        {"job_name": "evaluate", "model.name_or_path": "m", "logger.name": "wandb", "checkpoint": None, "eval.ks": [1, 8]},
+        {"job_name": "evaluate", "model.name_or_path": "m", "logger.name": "wandb", "checkpoint": None,
+         "eval.ks": [1, 8]},
         {"job_name": "train", "model.name_or_path": "m", "logger.name": "none", "algorithm.name": "sft",
-         "algorithm.args.max_length": 1024, "hparams.learning_rate": 1e-4, "checkpoint.every_steps": 10, "eval.ks": [1, 8]},
+         "algorithm.args.max_length": 1024, "hparams.learning_rate": 1e-4, "checkpoint.every_steps": 10,
+         "eval.ks": [1, 8]},
         {"job_name": "train", "model.name_or_path": "m", "logger.name": "none", "algorithm.name": "grpo",
          "algorithm.args.beta": 0.04, "hparams.learning_rate": 1e-5, "checkpoint.every_steps": 3, "eval.ks": [1, 4]},
     ]
@@ -158,7 +160,8 @@ def test_unique_names_are_the_shortest_distinguishing_tails(tmp_path):
 def three_runs(tmp_path):
     """A baseline evaluation, a finished training run with a 3-point curve, a training run that crashed at step 2."""
     base = make_run(tmp_path / "base", recs=records([N] * 5 + [0] * 11))
-    curve = [(s, {f"pass@{N}": (v, v - 0.1, v + 0.1), f"maj@{N}": (v / 2, 0, v)}) for s, v in ((0, 0.3), (5, 0.5), (10, 0.6))]
+    curve = [(s, {f"pass@{N}": (v, v - 0.1, v + 0.1), f"maj@{N}": (v / 2, 0, v)})
+             for s, v in ((0, 0.3), (5, 0.5), (10, 0.6))]
     sft = make_run(tmp_path / "sft", job="train", recs=records([N] * 9 + [0] * 7), curve=curve,
                    config={"algorithm.name": "sft", "hparams.learning_rate": 1e-4})
     crashed = make_run(tmp_path / "grpo", job="train", status="failed", curve=curve[:2],
@@ -173,7 +176,8 @@ def test_compare_writes_table_csv_and_plots(three_runs, capsys):
     assert compare.main([*map(str, paths), "--out", str(out), "--resamples", "2000"]) == 0
     printed = capsys.readouterr()
     assert "warning: grpo: failed (RuntimeError: CUDA out of memory), no final metrics" in printed.err
-    for name in ("compare.md", "compare.csv", "compare_paired.csv", "compare_curves.png", "compare_bars.png", "plots.json"):
+    for name in ("compare.md", "compare.csv", "compare_paired.csv", "compare_curves.png", "compare_bars.png",
+                 "plots.json"):
         assert (out / name).is_file(), name
 
     with open(out / "compare.csv") as f:
@@ -185,7 +189,8 @@ def test_compare_writes_table_csv_and_plots(three_runs, capsys):
     assert rows[1]["algorithm.name"] == "sft" and rows[0]["algorithm.name"] == ""
 
     md = (out / "compare.md").read_text()
-    assert "| grpo | train | failed | - |" in md and "| base | evaluate | completed | gsm8k/test n=16 |" in md and "![eval curves](compare_curves.png)" in md
+    assert ("| grpo | train | failed | - |" in md and "| base | evaluate | completed | gsm8k/test n=16 |" in md
+            and "![eval curves](compare_curves.png)" in md)
     with open(out / "compare_paired.csv") as f:
         paired = {r["metric"]: r for r in csv.DictReader(f)}
     assert set(paired) == {"pass@1", f"pass@{N}", f"maj@{N}", f"majority_correct@{N}", "format@1"}
@@ -195,7 +200,8 @@ def test_compare_writes_table_csv_and_plots(three_runs, capsys):
     plotted = json.loads((out / "plots.json").read_text())
     assert set(plotted["curves"]) == {f"pass@{N}", f"maj@{N}"}
     # one line per run: the evaluation as one point (a horizontal reference), the others as curves
-    assert {name: len(points) for name, points in plotted["curves"][f"pass@{N}"].items()} == {"base": 1, "sft": 3, "grpo": 2}
+    assert ({name: len(points) for name, points in plotted["curves"][f"pass@{N}"].items()}
+            == {"base": 1, "sft": 3, "grpo": 2})
     assert set(plotted["bars"]["pass@1"]) == {"base", "sft"}  # the crashed run has no final metrics
     # no run logged a training reward: no training-curve figure, and compare.md does not link one
     assert plotted["train"] == {} and not (out / "compare_train.png").exists() and "compare_train.png" not in md
@@ -216,7 +222,8 @@ def test_curve_plot_draws_one_line_per_run(tmp_path, monkeypatch):
     rows_a = [{"step": s, "eval/pass@8": v, "eval/pass@8_ci_low": v - 0.1, "eval/pass@8_ci_high": v + 0.1}
               for s, v in ((0, 0.2), (3, 0.4))]
     rows_b = [{"step": 0, "eval/pass@8": 0.3, "eval/pass@8_ci_low": 0.2, "eval/pass@8_ci_high": 0.4}]
-    plots.plot_compare_curves([("a", rows_a, False), ("b", rows_b, True), ("c", [], False)], ["pass@8"], tmp_path / "c.png")
+    plots.plot_compare_curves([("a", rows_a, False), ("b", rows_b, True), ("c", [], False)], ["pass@8"],
+                              tmp_path / "c.png")
     (ax,) = figures[0].axes
     lines = ax.get_lines()
     assert len(lines) == 2
@@ -372,8 +379,10 @@ def test_evaluate_checkpoint_of_another_base_model_is_refused(tmp_path):
     (trained / "adapter").mkdir(parents=True)
     (trained / "adapter" / "adapter_config.json").write_text("{}")
     (trained / ".hydra").mkdir()
-    (trained / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"model": {"name_or_path": "Qwen/Qwen2.5-0.5B-Instruct"}}))
-    (trained / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": {"model": "qwen2_5_0_5b_instruct"}}}}))
+    (trained / ".hydra" / "config.yaml").write_text(
+        yaml.safe_dump({"model": {"name_or_path": "Qwen/Qwen2.5-0.5B-Instruct"}}))
+    (trained / ".hydra" / "hydra.yaml").write_text(
+        yaml.safe_dump({"hydra": {"runtime": {"choices": {"model": "qwen2_5_0_5b_instruct"}}}}))
     result = run_job("evaluate", f"adapter={trained}", "logger=none", f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
     assert result.returncode == 2
     assert "model=qwen2_5_0_5b_instruct" in result.stderr.strip().splitlines()[-1]
@@ -388,7 +397,8 @@ def real_runs(tmp_path_factory):
         evaluate = run_job("evaluate", "debug=smoke", *SHORT_TASK, "logger=none", f"hydra.run.dir={root / 'base'}")
         if evaluate.returncode:
             return evaluate
-        return run_job("train", "debug=smoke", *SHORT_TASK, "algorithm=sft", "logger=none", f"hydra.run.dir={root / 'sft'}")
+        return run_job("train", "debug=smoke", *SHORT_TASK, "algorithm=sft", "logger=none",
+                       f"hydra.run.dir={root / 'sft'}")
 
     root, result = built_once(tmp_path_factory, "compare_real", build)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -419,12 +429,14 @@ def test_compare_two_real_smoke_runs(real_runs):
 @pytest.mark.slow
 def test_evaluate_a_trained_run_dir_on_other_problems_and_n(real_runs):
     run_dir = real_runs / "sft_eval"
-    result = run_job("evaluate", "debug=smoke", *SHORT_TASK, f"adapter={real_runs / 'sft'}", "dataset.limit=2", "dataset.sample=random",
-                     "eval.num_samples=4", "eval.ks=[1,4]", "logger=none", f"hydra.run.dir={run_dir}")
+    result = run_job("evaluate", "debug=smoke", *SHORT_TASK, f"adapter={real_runs / 'sft'}", "dataset.limit=2",
+                     "dataset.sample=random", "eval.num_samples=4", "eval.ks=[1,4]", "logger=none",
+                     f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert {"pass@1", "pass@4", "maj@4"} <= set(summary) and summary["pass@4"]["n"] == 2
-    assert yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())["adapter"] == str(real_runs / "sft")  # the saved config records it
+    # the saved config records it
+    assert yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())["adapter"] == str(real_runs / "sft")
     comparison = report.build(load_runs([real_runs / "base", run_dir]), n_resamples=200)
     assert any("different problems" in w for w in comparison.warnings)
     assert all(not d.paired for d in comparison.diffs["sft_eval"])
@@ -434,7 +446,8 @@ def test_evaluate_a_trained_run_dir_on_other_problems_and_n(real_runs):
 
 
 def _samples(path, correct_by_problem):
-    rows = [{"id": i, "gold": "1", "completions": ["x"] * len(c), "extracted": ["1" if ok else "2" for ok in c], "correct": c, "format_ok": c} for i, c in enumerate(correct_by_problem)]
+    rows = [{"id": i, "gold": "1", "completions": ["x"] * len(c), "extracted": ["1" if ok else "2" for ok in c],
+             "correct": c, "format_ok": c} for i, c in enumerate(correct_by_problem)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -494,7 +507,8 @@ def test_compare_draws_pass_at_k_against_k_on_a_log2_axis(tmp_path, monkeypatch)
     plotted = json.loads((out / "plots.json").read_text())["passk"]
     for name, path in (("base", base), ("rl", rl)):
         summary = json.loads((path / "summary.json").read_text())
-        assert plotted[name] == [[int(m.split("@")[1]), s["mean"], s["ci_low"], s["ci_high"]] for m, s in summary.items()]
+        assert plotted[name] == [[int(m.split("@")[1]), s["mean"], s["ci_low"], s["ci_high"]]
+                                 for m, s in summary.items()]
     (ax,) = next(f for f in figures if f.axes[0].get_xscale() == "log").axes
     assert [list(line.get_xdata()) for line in ax.get_lines()] == [[1, 2, 4, 8]] * 2
     assert [list(line.get_ydata()) for line in ax.get_lines()][1] == [0.4, 0.45, 0.5, 0.52]
@@ -505,7 +519,8 @@ def test_compare_draws_pass_at_k_against_k_on_a_log2_axis(tmp_path, monkeypatch)
 
 def test_reasoning_boundary_counts_gained_and_lost_problems_and_distinct_answers(tmp_path, capsys):
     base = make_run(tmp_path / "base", recs=graded({
-        "p0": ["1", "2", "2", None], "p1": ["1", "1", "1", "1"], "p2": ["3", "1", None, None], "p3": ["2", "3", "4", None]}))
+        "p0": ["1", "2", "2", None], "p1": ["1", "1", "1", "1"], "p2": ["3", "1", None, None],
+        "p3": ["2", "3", "4", None]}))
     rl = make_run(tmp_path / "rl", recs=graded({
         "p0": ["2", "2", "2", "2"], "p1": ["1", "1", "1", None], "p2": [None] * 4, "p3": ["4", "4", "1", "4"]}))
     out = tmp_path / "out"
@@ -534,14 +549,16 @@ def test_reasoning_boundary_refuses_other_problems_and_flags_another_n(tmp_path)
     more = compare_boundary(base, graded({"p0": ["2"] * 4, "p1": ["2", "2", "1", None]}), "more")
     assert (more.n_baseline, more.n_run, more.gained, more.lost) == ("2", "4", ["p1"], ["p0"])
     assert more.note.startswith("N differs (2 vs 4)")
-    runs = load_runs([make_run(tmp_path / "a", recs=records([N, 0])), make_run(tmp_path / "b", recs=records([N], ids=["x"]))])
+    runs = load_runs([make_run(tmp_path / "a", recs=records([N, 0])),
+                      make_run(tmp_path / "b", recs=records([N], ids=["x"]))])
     header, rows = table_rows(runs[0], report.build(runs, n_resamples=50).boundaries)
     assert rows[0][header.index("gained")] == "-" and "not compared" in rows[0][-1]
 
 
 def test_lineage_from_init_from_and_provenance(tmp_path):
     base = make_run(tmp_path / "base", recs=records([N, 0]))
-    sft = make_run(tmp_path / "sft", job="train", recs=records([N, 0]), config={"algorithm.name": "sft", "init_from": None})
+    sft = make_run(tmp_path / "sft", job="train", recs=records([N, 0]),
+                   config={"algorithm.name": "sft", "init_from": None})
     # grpo: only the config says where it started (an adapter inside sft's run dir); dpo: only provenance
     grpo = make_run(tmp_path / "grpo", job="train", recs=records([N, N]),
                     config={"algorithm.name": "grpo", "init_from": str(sft / "checkpoints" / "step-4")})

@@ -73,9 +73,9 @@ def test_every_group_option_composes(path):
 @pytest.mark.parametrize("name", PIPELINES)
 def test_every_pipeline_stage_composes(name, tmp_path):
     """Each stage's command line, as the pipeline would run it, composes for its job."""
-    from reasoning_rl.pipeline import command, load_pipeline
-
     import yaml
+
+    from reasoning_rl.pipeline import command, load_pipeline
 
     required = [k for k, v in yaml.safe_load((CONF / "pipeline" / f"{name}.yaml").read_text()).items() if v == "???"]
     root, stages = load_pipeline([f"pipeline={name}", *[f"pipeline.{k}={tmp_path}" for k in required]])

@@ -186,7 +186,8 @@ def test_a_grpo_checkpoint_from_before_the_shared_names_still_resumes(tmp_path):
     from reasoning_rl.callbacks.checkpoint import check_resumable, fingerprint
     from reasoning_rl.errors import ConfigError
 
-    now = {"algorithm": {"name": "grpo", "num_generations": 8, "kl_coef": 0.0, "args": {"num_generations": 8, "beta": 0.0}}}
+    now = {"algorithm": {"name": "grpo", "num_generations": 8, "kl_coef": 0.0,
+                         "args": {"num_generations": 8, "beta": 0.0}}}
     old = fingerprint(now)
     del old["algorithm.num_generations"], old["algorithm.kl_coef"]
     (tmp_path / "config_fingerprint.json").write_text(json.dumps(old))

@@ -2,8 +2,7 @@ import shutil
 
 import pytest
 
-from reasoning_rl.data import get_dataset, load_problems
-from reasoning_rl.data import registry
+from reasoning_rl.data import get_dataset, load_problems, registry
 from reasoning_rl.data.gsm8k import parse_answer_field
 from reasoning_rl.errors import ConfigError, DataError
 

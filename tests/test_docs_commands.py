@@ -583,7 +583,8 @@ def test_env_prefix_reaches_the_composed_config():
 
 def test_a_sweep_preset_expands_to_its_jobs(tmp_path):
     (cmd,) = extract_markdown("`python -m reasoning_rl.train -m sweep=algorithms hydra/launcher=slurm_local`", "x.md")
-    assert check_command(cmd, tmp_path) == len([p for p in (CONF / "algorithm").glob("*.yaml") if not p.stem.startswith("_")])
+    assert check_command(cmd, tmp_path) == len(
+        [p for p in (CONF / "algorithm").glob("*.yaml") if not p.stem.startswith("_")])
 
 
 BROKEN = [

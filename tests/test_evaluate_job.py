@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from tests.helpers import run_job
 from reasoning_rl.tracking.run_dir import read_jsonl
+from tests.helpers import run_job
 
 
 @pytest.fixture(scope="module")

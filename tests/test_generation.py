@@ -158,8 +158,8 @@ def test_per_prompt_limits(backend, prompts):
 
 
 def test_train_with_vllm_fails_clearly_here():
-    from tests.test_config import compose_resolved
     from reasoning_rl.train_job import check_config
+    from tests.test_config import compose_resolved
 
     message = "generation=vllm needs vLLM and a CUDA GPU"
     with pytest.raises(ConfigError, match=message):  # GRPO: TRL's vLLM colocate mode, checked before loading
@@ -249,8 +249,9 @@ def test_inverse_cdf_draw_has_the_multinomial_distribution():
 def test_preallocated_cache_samples_what_the_dynamic_cache_does(backend, prompts, sampled, monkeypatch):
     """Same arithmetic, same tokens: the pre-allocated KV cache changes where keys live, not their values,
     through prefix sharing, finished rows leaving and split batches."""
-    import reasoning_rl.generation.hf as hf
     from transformers import DynamicCache
+
+    import reasoning_rl.generation.hf as hf
 
     monkeypatch.setattr(hf, "decode_cache", lambda config, capacity: DynamicCache(config=config))
     dynamic = backend.generate(prompts, SAMPLING, progress=False)

@@ -133,7 +133,8 @@ def test_refresh_and_table_from_run_dirs(tmp_path):
     for n, (status, summary) in enumerate([("completed", {"pass@8": 0.5, "maj@8": 0.25}), ("failed", None)]):
         run = tmp_path / str(n)
         run.mkdir()
-        own = {"status": status, **({"error": "ConfigError: dataset.limit must be positive"} if status == "failed" else {})}
+        own = {"status": status,
+               **({"error": "ConfigError: dataset.limit must be positive"} if status == "failed" else {})}
         (run / "status.json").write_text(json.dumps(own))
         if summary:
             (run / "summary.json").write_text(json.dumps({k: {"mean": v, "ci_low": 0, "ci_high": 1, "n": 2}

@@ -93,7 +93,7 @@ def test_results_dict_has_lm_eval_layout():
 
 
 def test_one_row_per_problem_with_its_metric_values():
-    records, cfg = _records(), _cfg()
+    records = _records()
     per_problem = score_records(records, [1, 4], "subsets")
     prompts = [f"prompt {r['id']}" for r in records]
     rows = build_sample_rows(records, per_problem, prompts=prompts, gen_kwargs={"temperature": 0.7})

@@ -15,6 +15,7 @@ from reasoning_rl.metrics import (
     MODES,
     bootstrap_ci,
     compute_problem_scores,
+    estimators,
     maj_at_k,
     majority_correct_at_k,
     paired_bootstrap,
@@ -22,7 +23,6 @@ from reasoning_rl.metrics import (
     summarize,
     validate_ks,
 )
-from reasoning_rl.metrics import estimators
 
 # "A" and sometimes "a" are correct (two spellings of one right answer); None is unparsable.
 ALPHABET = ["A", "B", "a", "C"]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from reasoning_rl.pipeline import parse_stages, topological
 from reasoning_rl.errors import UserError
+from reasoning_rl.pipeline import parse_stages, topological
 from tests.helpers import SHORT_TASK, run_job
 from tests.test_slurm import slurm_cluster  # noqa: F401  (the fixture)
 
@@ -29,7 +29,8 @@ def write_pipeline(folder: Path, stages: str) -> Path:
 
 
 def state(root: Path) -> dict:
-    return {name: record["status"] for name, record in json.loads((root / "pipeline.json").read_text())["stages"].items()}
+    return {name: record["status"]
+            for name, record in json.loads((root / "pipeline.json").read_text())["stages"].items()}
 
 
 def test_stages_run_after_what_they_need():
@@ -98,7 +99,8 @@ def test_article_pipeline_at_smoke_size(tmp_path):
     """Every stage runs; each RL stage starts from SFT's adapter (its step-0 samples are SFT's final
     samples, byte for byte) and records it; the ablation starts from the base model; compare shows it."""
     root = tmp_path / "article"
-    result = run_job("pipeline", "pipeline=article", f"pipeline.dir={root}", *ARTICLE_SMOKE, "eval.at_start=true", timeout=1800)
+    result = run_job("pipeline", "pipeline=article", f"pipeline.dir={root}", *ARTICLE_SMOKE, "eval.at_start=true",
+                     timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert set(state(root).values()) == {"completed"}
     sft = root / "sft"
@@ -109,15 +111,18 @@ def test_article_pipeline_at_smoke_size(tmp_path):
         assert not (root / stage / "adapter" / "ref").exists()  # the frozen reference copy is not saved
     assert json.loads((root / "grpo_from_base" / "provenance.json").read_text())["parent"] is None
     # From the base model, step 0 is the baseline evaluation (same problems, seed and sampling).
-    assert (root / "grpo_from_base" / "samples_step0.jsonl").read_bytes() == (root / "baseline" / "samples.jsonl").read_bytes()
+    assert ((root / "grpo_from_base" / "samples_step0.jsonl").read_bytes()
+            == (root / "baseline" / "samples.jsonl").read_bytes())
     assert (root / "compare" / "compare.md").is_file()
-    again = run_job("pipeline", "pipeline=article", f"pipeline.dir={root}", *ARTICLE_SMOKE, "eval.at_start=true", timeout=300)
+    again = run_job("pipeline", "pipeline=article", f"pipeline.dir={root}", *ARTICLE_SMOKE, "eval.at_start=true",
+                    timeout=300)
     assert again.returncode == 0 and again.stdout.count("finished earlier, skipped") == 8, again.stdout
 
 
 @pytest.mark.slow
 @pytest.mark.slurm
-def test_pipeline_on_slurm_holds_the_second_stage(tmp_path, slurm_cluster):
+@pytest.mark.usefixtures("slurm_cluster")
+def test_pipeline_on_slurm_holds_the_second_stage(tmp_path):
     """On the local SLURM: one command submits both stages and returns; the warm start waits for its
     parent (afterok); a failed first stage gets its dependent cancelled."""
     path = write_pipeline(tmp_path, """
@@ -166,9 +171,11 @@ def test_train_only_keys_reach_train_stages_only():
     from reasoning_rl.pipeline import Stage, command
 
     root = Path("/runs/p")
-    given = ["seed=1", "debug=smoke", "hparams.max_steps=3", "eval.at_start=true", "eval.limit=4", "dataset.task_config.x=1"]
+    given = ["seed=1", "debug=smoke", "hparams.max_steps=3", "eval.at_start=true", "eval.limit=4",
+             "dataset.task_config.x=1"]
     evaluate = command(Stage("baseline", "evaluate", ["experiment=learn_baseline"]), root, given)
-    assert evaluate[3:] == ["experiment=learn_baseline", "seed=1", "debug=smoke", "dataset.limit=4", "dataset.task_config.x=1"]
+    assert evaluate[3:] == ["experiment=learn_baseline", "seed=1", "debug=smoke", "dataset.limit=4",
+                            "dataset.task_config.x=1"]
     train = command(Stage("grpo", "train", ["experiment=learn_grpo"], init_from="sft"), root, given)
     assert train[3:] == ["experiment=learn_grpo", *given, "init_from=/runs/p/sft"]
 

@@ -28,7 +28,6 @@ from reasoning_rl.algorithms.trust_region import (
 from reasoning_rl.errors import ConfigError
 from tests.helpers import REPO
 
-
 # ---- GAE
 
 
@@ -234,7 +233,8 @@ def test_line_search_backtracks_until_the_kl_is_within_the_trust_region():
     assert evaluate()[1] > max_kl
     set_flat_params([theta], torch.zeros(3))
     before = evaluate()[0]
-    result = backtracking_line_search(evaluate, [theta], full_step, before, max_kl, backtrack_ratio=0.5, max_backtracks=10)
+    result = backtracking_line_search(evaluate, [theta], full_step, before, max_kl, backtrack_ratio=0.5,
+                                      max_backtracks=10)
     assert result.accepted and result.backtracks > 0
     surrogate, kl = evaluate()  # measured again at the parameters kept
     assert kl <= max_kl and surrogate > before
@@ -249,7 +249,8 @@ def test_line_search_never_keeps_a_step_above_max_kl(seed):
     full_step = torch.randn(3, generator=g) * 10
     theta, evaluate = categorical_setup()
     before = evaluate()[0]
-    result = backtracking_line_search(evaluate, [theta], full_step, before, max_kl, backtrack_ratio=0.7, max_backtracks=6)
+    result = backtracking_line_search(evaluate, [theta], full_step, before, max_kl, backtrack_ratio=0.7,
+                                      max_backtracks=6)
     surrogate, kl = evaluate()
     assert kl <= max_kl
     if result.accepted:

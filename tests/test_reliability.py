@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -88,7 +86,8 @@ def _cases(tmp: Path) -> list[Case]:
         Case("unknown_answer_format", "evaluate", ("prompt.answer_format=latex",), r"answer_format"),
         # Launcher settings (refused before anything reaches SLURM).
         Case("launcher_time_limit_too_short", "evaluate", (*SWEEP, "hydra.launcher.timeout_min=1"), r"timeout_min"),
-        Case("launcher_subdir_with_now", "evaluate", (*SWEEP, "hydra.sweep.subdir=${now:%H%M%S}"), r"hydra\.sweep\.subdir"),
+        Case("launcher_subdir_with_now", "evaluate", (*SWEEP, "hydra.sweep.subdir=${now:%H%M%S}"),
+             r"hydra\.sweep\.subdir"),
         Case("unknown_launcher", "evaluate", ("-m", "hydra/launcher=nope", "seed=0,1"), r"hydra/launcher/nope"),
         Case("run_dir_under_a_file", "evaluate", ("hydra.run.dir=/etc/hostname/run",), r"not writable"),
         # Data files.
@@ -168,7 +167,8 @@ def bad_input_runs(tmp_path_factory):
 
 CASE_NAMES = [
     "unknown_group_option", "bad_override_syntax", "typo_in_key", "unknown_flag", "append_existing_key",
-    "seed_not_an_integer", "added_key_nothing_reads", "negative_learning_rate", "k_below_one", "negative_eval_limit", "reward_weights_length",
+    "seed_not_an_integer", "added_key_nothing_reads", "negative_learning_rate", "k_below_one", "negative_eval_limit",
+    "reward_weights_length",
     "batch_not_multiple_of_group", "bad_resume_mode", "checkpoint_every_zero", "vllm_for_sft",
     "job_owned_trainer_arg", "unknown_estimator", "negative_temperature", "zero_max_new_tokens",
     "unknown_logger_mode", "unknown_dtype", "unknown_sample_mode", "unknown_split", "unknown_answer_format",

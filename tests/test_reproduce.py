@@ -18,8 +18,9 @@ def saved_run(path, overrides, *, job="evaluate", hydra_overrides=(), provenance
     (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"job_name": job, "seed": 0}))
     (path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(overrides)))
     (path / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(
-        {"hydra": {"job": {"name": job}, "overrides": {"hydra": [f"hydra.run.dir={path}", "hydra.mode=RUN", *hydra_overrides],
-                                                        "task": list(overrides)}}}))
+        {"hydra": {"job": {"name": job},
+                   "overrides": {"hydra": [f"hydra.run.dir={path}", "hydra.mode=RUN", *hydra_overrides],
+                                 "task": list(overrides)}}}))
     if provenance is not None:
         (path / "provenance.json").write_text(json.dumps(provenance))
     if summary is not None:
@@ -30,20 +31,23 @@ def saved_run(path, overrides, *, job="evaluate", hydra_overrides=(), provenance
 def current_provenance():
     from reasoning_rl.tracking import provenance
 
-    return {"git": provenance.git_state(), "packages": provenance.package_versions(), "python": __import__("sys").version.split()[0], "gpus": []}
+    return {"git": provenance.git_state(), "packages": provenance.package_versions(),
+            "python": __import__("sys").version.split()[0], "gpus": []}
 
 
 def test_plan_replays_saved_overrides_with_new_ones_on_top(tmp_path):
     run = saved_run(tmp_path / "run", ["debug=smoke", "seed=0", "eval.num_samples=4"], provenance=current_provenance())
     command, out, warnings = reproduce.plan(run, ["seed=1", "dataset.limit=2"], tmp_path / "new")
     assert command[1:3] == ["-m", "reasoning_rl.evaluate"]
-    assert command[3:] == ["debug=smoke", "eval.num_samples=4", "seed=1", "dataset.limit=2", f"hydra.run.dir={tmp_path / 'new'}"]
+    assert command[3:] == ["debug=smoke", "eval.num_samples=4", "seed=1", "dataset.limit=2",
+                           f"hydra.run.dir={tmp_path / 'new'}"]
     assert out == tmp_path / "new"
     assert not [w for w in warnings if "package" in w or "python" in w or "hardware" in w]
 
 
 def test_redacted_overrides_are_not_passed_again(tmp_path):
-    run = saved_run(tmp_path / "run", [f"+logger.api_key={REDACTED}", "debug=smoke"], job="train", provenance=current_provenance())
+    run = saved_run(tmp_path / "run", [f"+logger.api_key={REDACTED}", "debug=smoke"], job="train",
+                    provenance=current_provenance())
     command, _, warnings = reproduce.plan(run, [], tmp_path / "new")
     assert command[2] == "reasoning_rl.train"
     assert not any(REDACTED in c for c in command)
@@ -73,7 +77,8 @@ UNSAFE = {
 @pytest.mark.parametrize("override", sorted(UNSAFE))
 def test_a_crafted_run_dir_runs_nothing(override, tmp_path, capsys, monkeypatch):
     ran = []
-    monkeypatch.setattr(reproduce.subprocess, "run", lambda cmd, *a, **k: ran.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    monkeypatch.setattr(reproduce.subprocess, "run",
+                        lambda cmd, *a, **k: ran.append(cmd) or subprocess.CompletedProcess(cmd, 0))
     run = saved_run(tmp_path / "run", ["debug=smoke", override])
     with pytest.raises(SystemExit) as exc:
         reproduce.main([str(run), "--out", str(tmp_path / "new")])
@@ -86,7 +91,8 @@ def test_a_crafted_run_dir_runs_nothing(override, tmp_path, capsys, monkeypatch)
 def test_a_saved_hydra_override_is_refused_unless_given_again(tmp_path):
     run = saved_run(tmp_path / "run", ["model.trust_remote_code=true"], provenance=current_provenance(),
                     hydra_overrides=["hydra.job.chdir=false"])
-    with pytest.raises(reproduce.UserError, match=r"model.trust_remote_code=true \(trust_remote_code=true\); hydra.job.chdir=false \(a hydra key\)"):
+    with pytest.raises(reproduce.UserError, match=r"model.trust_remote_code=true \(trust_remote_code=true\); "
+                                                  r"hydra.job.chdir=false \(a hydra key\)"):
         reproduce.plan(run, [], tmp_path / "new")
     command, _, _ = reproduce.plan(run, ["model.trust_remote_code=true", "hydra.job.chdir=false"], tmp_path / "new")
     assert command[3:] == ["model.trust_remote_code=true", "hydra.job.chdir=false", f"hydra.run.dir={tmp_path / 'new'}"]
@@ -100,8 +106,9 @@ def test_the_run_dirs_config_is_read_without_resolving_the_environment(tmp_path,
     monkeypatch.setenv("SECRET_FOR_TEST", "hunter2")
     run = saved_run(tmp_path / "run", [])
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
-        {"job_name": "evaluate", "seed": 3, "dataset": {"seed": "${seed}"}, "logger": {"key": "${oc.env:SECRET_FOR_TEST}",
-         "copy": "${logger.key}", "path": "out/${oc.env:SECRET_FOR_TEST,x}"}, "loop": "${loop}"}))
+        {"job_name": "evaluate", "seed": 3, "dataset": {"seed": "${seed}"},
+         "logger": {"key": "${oc.env:SECRET_FOR_TEST}", "copy": "${logger.key}",
+                    "path": "out/${oc.env:SECRET_FOR_TEST,x}"}, "loop": "${loop}"}))
     config = load_config(run)
     assert config["dataset.seed"] == 3  # a plain reference is followed within the file
     assert config["logger.key"] == config["logger.copy"] == "${oc.env:SECRET_FOR_TEST}"
@@ -163,7 +170,8 @@ def test_summaries_identical_within_ci_and_outside():
 
 def test_a_failed_rerun_exits_non_zero(tmp_path):
     # K > N: the evaluate job refuses its config before any weights load, with exit status 2.
-    run = saved_run(tmp_path / "run", ["eval.num_samples=2", "eval.ks=[1,4]", "logger=none"], provenance=current_provenance())
+    run = saved_run(tmp_path / "run", ["eval.num_samples=2", "eval.ks=[1,4]", "logger=none"],
+                    provenance=current_provenance())
     result = run_job("reproduce", str(run), "--out", str(tmp_path / "new"), timeout=180)
     assert result.returncode == 2
     assert "error: the re-run failed with exit status 2" in result.stderr
@@ -193,14 +201,16 @@ def test_a_warm_started_run_is_reproduced_with_its_chain(tmp_path, monkeypatch):
 
     def fake(name, init_from=None):
         (tmp_path / name / ".hydra").mkdir(parents=True)
-        (tmp_path / name / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"job_name": "train", "init_from": init_from}))
+        (tmp_path / name / ".hydra" / "config.yaml").write_text(
+            yaml.safe_dump({"job_name": "train", "init_from": init_from}))
         return tmp_path / name
 
     sft = fake("sft")
     grpo = fake("grpo", init_from=str(sft / "adapter"))  # RUN/adapter counts as the run
     again = fake("again", init_from=str(grpo))
     calls = []
-    monkeypatch.setattr(reproduce, "reproduce", lambda run, overrides, out: calls.append((run, list(overrides), out)) or 0)
+    monkeypatch.setattr(reproduce, "reproduce",
+                        lambda run, overrides, out: calls.append((run, list(overrides), out)) or 0)
     out = tmp_path / "new"
     assert reproduce.main([str(again), "seed=2", "--out", str(out)]) == 0
     assert calls == [

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from reasoning_rl.tracking.run_dir import read_jsonl
-from tests.helpers import REPO, SHORT_TASK, run_job, python_warnings
+from tests.helpers import REPO, SHORT_TASK, python_warnings, run_job
 
 # `parsable_answer` beside correctness: a group whose answers are all wrong still has variance, so the
 # policy moves at every step.
@@ -104,7 +104,8 @@ def test_resume_refuses_a_different_config(tmp_path):
     from reasoning_rl.callbacks.checkpoint import check_resumable
     from reasoning_rl.errors import ConfigError
 
-    base = {"model": {"name_or_path": "m"}, "hparams": {"learning_rate": 1e-5}, "seed": 0, "logger": {"mode": "offline"}}
+    base = {"model": {"name_or_path": "m"}, "hparams": {"learning_rate": 1e-5}, "seed": 0,
+            "logger": {"mode": "offline"}}
     check_resumable(tmp_path, base)
     check_resumable(tmp_path, {**base, "logger": {"mode": "online"}})  # logging may change
     with pytest.raises(ConfigError, match="hparams.learning_rate"):

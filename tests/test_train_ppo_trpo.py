@@ -14,14 +14,15 @@ import torch
 from safetensors.torch import load_file
 
 from reasoning_rl.tracking.run_dir import read_jsonl
-from tests.helpers import REPO, SHORT_TASK, run_job, python_warnings
+from tests.helpers import REPO, SHORT_TASK, python_warnings, run_job
 
 # debug=smoke on the short task: 4 sequences per step (1 prompt x 4 completions), 12 new tokens, 2 steps;
 # `parsable_answer` gives the advantages signal when all 4 answers are wrong.
-SMOKE = ["debug=smoke", *SHORT_TASK, "algorithm.rewards=[correctness,parsable_answer]", "algorithm.reward_weights=[1.0,0.5]",
-         "eval.limit=2", "logger=none"]
+SMOKE = ["debug=smoke", *SHORT_TASK, "algorithm.rewards=[correctness,parsable_answer]",
+         "algorithm.reward_weights=[1.0,0.5]", "eval.limit=2", "logger=none"]
 PPO_SMOKE = ["algorithm=ppo", *SMOKE, "hparams.learning_rate=1e-3"]
-TRPO_SMOKE = ["algorithm=trpo", *SMOKE, "algorithm.max_kl=0.005", "algorithm.cg_iters=4", "algorithm.fisher_fraction=0.5"]
+TRPO_SMOKE = ["algorithm=trpo", *SMOKE, "algorithm.max_kl=0.005", "algorithm.cg_iters=4",
+              "algorithm.fisher_fraction=0.5"]
 
 
 def rows_with(run_dir, key):

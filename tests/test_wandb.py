@@ -134,15 +134,18 @@ def test_offline_run_record_honours_env_and_flat_config(tmp_path, clean_env):
     assert "hparams" not in seen["config"]
     (table_row,) = [h for h in seen["history"] if "eval/samples/_type" in h]
     assert table_row["eval/samples/_type"] == "table-file" and table_row[STEP_METRIC] == 3
-    table = json.loads((next(run_dir.path.glob("wandb/offline-run-*")) / "files" / table_row["eval/samples/path"]).read_text())
-    assert table["columns"] == SAMPLE_COLUMNS and table["data"] == [["q1", "What is 2+2?", 0, "four", None, "4", False, False]]
+    table = json.loads(
+        (next(run_dir.path.glob("wandb/offline-run-*")) / "files" / table_row["eval/samples/path"]).read_text())
+    assert (table["columns"] == SAMPLE_COLUMNS
+            and table["data"] == [["q1", "What is 2+2?", 0, "four", None, "4", False, False]])
     # metrics.jsonl is unchanged: the scalar only, no media
     (row,) = read_jsonl(run_dir.metrics_path)
     assert set(row) == {"step", "time", "eval/pass@1"} and (row["step"], row["eval/pass@1"]) == (3, 0.5)
 
 
 def test_offline_run_without_system_metrics_or_table(tmp_path, clean_env):
-    records = [{"id": "q1", "gold": "4", "completions": ["4"], "extracted": ["4"], "correct": [True], "format_ok": [True]}]
+    records = [{"id": "q1", "gold": "4", "completions": ["4"], "extracted": ["4"], "correct": [True],
+                "format_ok": [True]}]
 
     def log(tracker):
         tracker.log_samples(records, 0)

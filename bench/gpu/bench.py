@@ -213,7 +213,8 @@ def main() -> None:
     for repeat in range(args.repeats):
         result["generation"] = bench_generation(model, tokenizer, prompts, params, args.device)
         result.setdefault("generation_repeats", []).append(result["generation"]["tokens_per_s"])
-        print(f"[{repeat + 1}/{args.repeats}] generation (our HF backend): {result['generation']['tokens_per_s']} tokens/s")
+        print(f"[{repeat + 1}/{args.repeats}] generation (our HF backend): "
+              f"{result['generation']['tokens_per_s']} tokens/s")
         if not args.skip_plain_generate:
             result["generation_hf_generate"] = bench_plain_generate(model, prompts, params, args.device)
             result.setdefault("generation_hf_generate_repeats", []).append(

@@ -59,7 +59,8 @@ def check_config(cfg: DictConfig) -> None:
     if unknown:
         raise ConfigError(f"algorithm.rewards: unknown reward {unknown[0]!r}; known: {sorted(REWARDS)}")
     if len(algo.reward_weights) != len(algo.rewards):
-        raise ConfigError(f"algorithm.reward_weights has {len(algo.reward_weights)} values for {len(algo.rewards)} rewards")
+        raise ConfigError(f"algorithm.reward_weights has {len(algo.reward_weights)} values "
+                          f"for {len(algo.rewards)} rewards")
     if not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in algo.reward_weights):
         raise ConfigError(f"algorithm.reward_weights must be numbers, got {list(algo.reward_weights)}")
     if algo.get("rollouts", "trl") not in ("trl", "ours"):
@@ -84,7 +85,8 @@ def check_config(cfg: DictConfig) -> None:
 
 def train(ctx: TrainContext) -> None:
     cfg = ctx.cfg
-    reward_funcs = get_reward_funcs(list(cfg.algorithm.rewards), grader=ctx.grader, answer_format=cfg.prompt.answer_format)
+    reward_funcs = get_reward_funcs(list(cfg.algorithm.rewards), grader=ctx.grader,
+                                    answer_format=cfg.prompt.answer_format)
     args = trainer_kwargs(
         GRPOConfig, cfg, ctx.checkpoint_dir,
         reward_weights=list(cfg.algorithm.reward_weights),

@@ -44,7 +44,8 @@ def check_config(cfg: DictConfig) -> None:
     for key, least in (("rounds", 1), ("problems_per_round", 1), ("samples_per_problem", 2)):
         value = algo.get(key)
         if not isinstance(value, int) or value < least:
-            why = ": a pair needs a correct and an incorrect answer to one problem" if key == "samples_per_problem" else ""
+            why = (": a pair needs a correct and an incorrect answer to one problem"
+                   if key == "samples_per_problem" else "")
             raise ConfigError(f"algorithm.{key} must be an integer >= {least}, got {value!r}{why}")
     chosen = algo.get("chosen", "self")
     if chosen not in CHOSEN:
@@ -107,9 +108,11 @@ def round_pairs(ctx: TrainContext, round_: int, round_dir: Path, resume: bool) -
         raise UserError(
             f"ORPO round {round_}: no preference pairs (chosen={chosen}) "
             f"({stats['problems_with_correct']}/{stats['problems']} had any correct, "
-            f"{stats['problems_all_correct']}/{stats['problems']} all correct, {algo.samples_per_problem} samples each): "
+            f"{stats['problems_all_correct']}/{stats['problems']} all correct, "
+            f"{algo.samples_per_problem} samples each): "
             + ("pairs need both: use algorithm.chosen=self_then_gold, more samples_per_problem, a larger "
-               "problems_per_round, or SFT first" if chosen == "self" else "every sample was correct: use harder problems")
+               "problems_per_round, or SFT first" if chosen == "self"
+               else "every sample was correct: use harder problems")
         )
     if ctx.run_dir.main:
         write_rows(path, rows, stats)
@@ -133,7 +136,8 @@ def train(ctx: TrainContext) -> None:
             log.info("ORPO: rounds up to %s done, continuing from its weights", finished.parent.name)
             load_weights(ctx.model, finished)
             finished = None
-        if not resume and round_dir.exists() and ctx.run_dir.main:  # checkpoint.resume=never starts over: no stale markers
+        # checkpoint.resume=never starts over: no stale markers
+        if not resume and round_dir.exists() and ctx.run_dir.main:
             shutil.rmtree(round_dir)
 
         callbacks = ctx.callbacks(step_offset=steps_done)  # also arms the preemption handler

@@ -97,11 +97,13 @@ class RolloutConfig:
         if unknown:
             raise ConfigError(f"algorithm.{unknown[0]} is not an option of {cls.__name__} ({cfg.algorithm.name})")
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise ConfigError(f"algorithm={cfg.algorithm.name} runs in one process; launch it without torchrun/accelerate")
+            raise ConfigError(f"algorithm={cfg.algorithm.name} runs in one process; "
+                              "launch it without torchrun/accelerate")
         values = {k: v for k, v in algo.items() if k != "name"}
         values.update({ours: hparams[theirs] for ours, theirs in _FROM_HPARAMS.items() if theirs in hparams})
         # Completions per step as GRPO counts them, so one hparams group gives every algorithm the same budget.
-        values["rollout_size"] = hparams.get("per_device_train_batch_size", 8) * hparams.get("gradient_accumulation_steps", 1)
+        values["rollout_size"] = (hparams.get("per_device_train_batch_size", 8)
+                                  * hparams.get("gradient_accumulation_steps", 1))
         values.update(temperature=float(cfg.generation.temperature), seed=int(cfg.seed))
         config = cls(**values)
         if config.minibatch_size is None:
@@ -119,7 +121,8 @@ class RolloutConfig:
         if unknown:
             raise ConfigError(f"algorithm.rewards: unknown reward {unknown[0]!r}; known: {sorted(REWARDS)}")
         if len(self.reward_weights) != len(self.rewards):
-            raise ConfigError(f"algorithm.reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards")
+            raise ConfigError(f"algorithm.reward_weights has {len(self.reward_weights)} values "
+                              f"for {len(self.rewards)} rewards")
         for name in ("gamma", "lam"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"algorithm.{name} must be in [0, 1], got {getattr(self, name)}")
@@ -145,13 +148,15 @@ class RolloutConfig:
                 f"({self.prompts_per_step} prompts x num_generations={self.num_generations})"
             )
         if not self.temperature > 0:
-            raise ConfigError("generation.temperature must be > 0 for policy-gradient training (greedy has no log-probs to ratio)")
+            raise ConfigError("generation.temperature must be > 0 for policy-gradient training "
+                              "(greedy has no log-probs to ratio)")
         if self.max_steps <= 0 and self.num_train_epochs <= 0:
             raise ConfigError("set hparams.max_steps > 0 or hparams.num_train_epochs > 0")
         try:
             SchedulerType(self.lr_scheduler_type)
         except ValueError:
-            raise ConfigError(f"hparams.lr_scheduler_type={self.lr_scheduler_type!r} is not a transformers scheduler") from None
+            raise ConfigError(
+                f"hparams.lr_scheduler_type={self.lr_scheduler_type!r} is not a transformers scheduler") from None
 
 
 # our field -> hparams key
@@ -372,7 +377,8 @@ class PolicyGradientTrainer:
         if ctx.cfg.get("init_from") and config.kl_coef != 0:  # the KL pulls towards the parent, not the base
             warm_start.add_reference_adapter(self.policy)
         self.policy_params = [p for p in self.policy.parameters() if p.requires_grad]
-        self.reward_funcs = get_reward_funcs(config.rewards, grader=ctx.grader, answer_format=ctx.cfg.prompt.answer_format)
+        self.reward_funcs = get_reward_funcs(config.rewards, grader=ctx.grader,
+                                             answer_format=ctx.cfg.prompt.answer_format)
         self.backend = build_backend(ctx.cfg.generation, model=self.policy, tokenizer=self.tokenizer)
         self.reference = self._reference_model()
         self.critic = Critic(config.critic, self.policy, ctx.cfg.model, ctx.cfg.peft)
@@ -496,7 +502,8 @@ class PolicyGradientTrainer:
         else:
             from trl.trainer.utils import use_adapter
 
-            reference = warm_start.REFERENCE_ADAPTER if warm_start.REFERENCE_ADAPTER in self.policy.peft_config else None
+            reference = (warm_start.REFERENCE_ADAPTER if warm_start.REFERENCE_ADAPTER in self.policy.peft_config
+                         else None)
             with use_adapter(self.policy, reference):  # None: adapters disabled, i.e. the base model
                 logits, _ = response_forward(self.policy, chunk, self.config.temperature)
         return token_logprobs(logits, chunk.response_ids)

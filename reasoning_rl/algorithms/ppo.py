@@ -95,7 +95,8 @@ class PPOTrainer(PolicyGradientTrainer):
             permutation = torch.randperm(len(batch), generator=order)
             for lo in range(0, len(batch), config.minibatch_size):
                 mb = batch.select(permutation[lo : lo + config.minibatch_size].to(self.device))
-                logits, hidden = response_forward(self.policy, mb, config.temperature, hidden=self.critic.kind == "head")
+                logits, hidden = response_forward(self.policy, mb, config.temperature,
+                                                  hidden=self.critic.kind == "head")
                 logprobs = token_logprobs(logits, mb.response_ids)
                 policy_loss, clip_fraction = clipped_policy_loss(
                     logprobs, mb.old_logprobs, mb.advantages, mb.action_mask, config.clip_range)

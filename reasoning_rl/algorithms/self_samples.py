@@ -69,7 +69,8 @@ def correct_rows(graded: Sequence[dict[str, Any]], keep_per_problem: int = 1) ->
 CHOSEN = ("self", "gold", "self_then_gold")
 
 
-def build_pairs(graded: Sequence[dict[str, Any]], seed: int, chosen: str = "self") -> tuple[list[dict[str, Any]], dict[str, float]]:
+def build_pairs(graded: Sequence[dict[str, Any]], seed: int,
+                chosen: str = "self") -> tuple[list[dict[str, Any]], dict[str, float]]:
     """One preference pair per problem that has an incorrect sample and something to prefer to it.
 
     rejected is a seeded pick among the distinct incorrect texts. chosen, by `chosen`:

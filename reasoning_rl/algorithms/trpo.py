@@ -78,7 +78,8 @@ class TRPOTrainer(PolicyGradientTrainer):
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         # The critic's only: the policy moves by the trust-region step, not by an optimizer.
-        return torch.optim.Adam([p for p in self.critic.parameters() if p.requires_grad], lr=self.config.critic_learning_rate)
+        return torch.optim.Adam([p for p in self.critic.parameters() if p.requires_grad],
+                                lr=self.config.critic_learning_rate)
 
     def update(self, batch: Batch, step: int) -> dict[str, float]:
         config, params = self.config, self.policy_params

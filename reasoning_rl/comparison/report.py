@@ -81,7 +81,8 @@ def choose_train_curves(runs: Sequence[Run]) -> list[str]:
 
 
 def _scores(run: Run) -> dict[str, dict[str, float]]:
-    ks = run.config.get("eval.ks") or [int(m.group(1)) for name in run.summary if (m := re.fullmatch(r"pass@(\d+)", name))]
+    ks = run.config.get("eval.ks") or [int(m.group(1)) for name in run.summary
+                                        if (m := re.fullmatch(r"pass@(\d+)", name))]
     return problem_scores(run.samples, ks, run.config.get("eval.estimator") or "subsets")
 
 

@@ -36,7 +36,8 @@ class Difference:
     n: int
 
 
-def problem_scores(records: Sequence[Mapping[str, Any]], ks: Sequence[int], estimator: str = "subsets") -> dict[str, dict[str, float]]:
+def problem_scores(records: Sequence[Mapping[str, Any]], ks: Sequence[int],
+                   estimator: str = "subsets") -> dict[str, dict[str, float]]:
     """metric -> {problem id: score}, scored exactly as the run's own evaluation scored them."""
     n = min((len(r["correct"]) for r in records), default=0)
     ks = [k for k in ks if k <= n]

@@ -12,7 +12,8 @@ from typing import Any
 from reasoning_rl.tracking.run_dir import RunDir
 from reasoning_rl.tracking.tracker import Tracker
 
-TABLES = {"compare.csv": "compare/runs", "compare_paired.csv": "compare/paired", "compare_boundary.csv": "compare/boundary"}
+TABLES = {"compare.csv": "compare/runs", "compare_paired.csv": "compare/paired",
+          "compare_boundary.csv": "compare/boundary"}
 LOGGER_CONFIG = Path(__file__).resolve().parents[2] / "conf" / "logger" / "wandb.yaml"
 
 
@@ -29,7 +30,8 @@ def log_comparison(out: Path, files: Mapping[str, Path], config: Mapping[str, An
     tracker = Tracker(RunDir(out), logger_config(), dict(config), job_type="compare")
     try:
         for name, path in files.items():
-            key = TABLES.get(name) or (f"compare/{Path(name).stem.removeprefix('compare_')}" if name.endswith(".png") else None)
+            key = TABLES.get(name) or (f"compare/{Path(name).stem.removeprefix('compare_')}"
+                                       if name.endswith(".png") else None)
             if key is None or not Path(path).is_file():
                 continue
             if name.endswith(".png"):

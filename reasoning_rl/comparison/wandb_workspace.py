@@ -22,7 +22,8 @@ def save_workspace(target: str, comparison) -> str:
     entity, sep, project = target.partition("/")
     if not (sep and entity and project):
         raise UserError(f"--wandb-workspace {target!r}: expected ENTITY/PROJECT")
-    run_ids = [(r.path / "wandb_run_id").read_text().strip() for r in comparison.runs if (r.path / "wandb_run_id").is_file()]
+    run_ids = [(r.path / "wandb_run_id").read_text().strip() for r in comparison.runs
+               if (r.path / "wandb_run_id").is_file()]
     if not run_ids:
         raise UserError("none of the compared runs logged to W&B (no wandb_run_id in their run dirs)")
 

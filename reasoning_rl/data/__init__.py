@@ -27,4 +27,5 @@ def grader_options(dataset_cfg: Mapping[str, Any]) -> dict[str, Any]:
     return spec.grader_options(dataset_cfg) if spec.grader_options else {}
 
 
-__all__ = ["DatasetSpec", "Problem", "check_contamination", "get_dataset", "grader_options", "load_problems", "register_dataset"]
+__all__ = ["DatasetSpec", "Problem", "check_contamination", "get_dataset", "grader_options", "load_problems",
+           "register_dataset"]

@@ -89,7 +89,8 @@ def prompt_token_counter(cfg: Mapping[str, Any]):
     from reasoning_rl import models  # lazily: only a length filter needs the tokenizer
 
     tokenizer = models.load_tokenizer(tokenizer_cfg)
-    return lambda messages: len(tokenizer(apply_chat_template(tokenizer, messages), add_special_tokens=False)["input_ids"])
+    return lambda messages: len(
+        tokenizer(apply_chat_template(tokenizer, messages), add_special_tokens=False)["input_ids"])
 
 
 def load_tasks(name: str, split: str) -> dict[str, Any]:

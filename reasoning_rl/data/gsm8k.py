@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reasoning_rl.data.base import Problem
-from reasoning_rl.data.registry import register_dataset, read_bundled_jsonl, select_rows
+from reasoning_rl.data.registry import read_bundled_jsonl, register_dataset, select_rows
 from reasoning_rl.errors import DataError
 from reasoning_rl.prompts import build_messages, render_solution
 

@@ -48,7 +48,8 @@ class TokenBackend:
     """A backend that samples from token ids (`encode` + `generate_ids`); text prompts go through both,
     and callers such as budget forcing continue sequences with `generate_ids` directly."""
 
-    def generate(self, prompts: list[str], params: SamplingParams, *, progress: bool | str = True) -> list[list[Completion]]:
+    def generate(self, prompts: list[str], params: SamplingParams, *,
+                 progress: bool | str = True) -> list[list[Completion]]:
         return self.generate_ids(self.encode(prompts), params, progress=progress)
 
 

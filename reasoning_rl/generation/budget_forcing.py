@@ -47,12 +47,14 @@ def budget_forcing_from_cfg(gen_cfg: Mapping[str, Any], max_new_tokens: int | No
     known = set(BudgetForcing.__dataclass_fields__) | {"answer_format"}
     unknown = sorted(set(block) - known)
     if unknown:
-        raise ConfigError(f"generation.budget_forcing.{unknown[0]} is not a budget forcing option; known: {sorted(known)}")
+        raise ConfigError(f"generation.budget_forcing.{unknown[0]} is not a budget forcing option; "
+                          f"known: {sorted(known)}")
     values = {k: v for k, v in block.items() if k in BudgetForcing.__dataclass_fields__ and v is not None}
     if block.get("answer_prefix") is None:  # null: follow the prompt's answer format
         answer_format = block.get("answer_format") or "answer_tag"
         if answer_format not in ANSWER_PREFIXES:
-            raise ConfigError(f"generation.budget_forcing: no answer prefix for answer_format={answer_format!r}; set answer_prefix")
+            raise ConfigError(f"generation.budget_forcing: no answer prefix for answer_format={answer_format!r}; "
+                              "set answer_prefix")
         values["answer_prefix"] = ANSWER_PREFIXES[answer_format]
     config = BudgetForcing(**values)
     _check(config, max_new_tokens if max_new_tokens is not None else gen_cfg.get("max_new_tokens"))
@@ -69,7 +71,8 @@ def _check(c: BudgetForcing, max_new_tokens: int | None) -> None:
         if c.max_thinking_tokens < 1:
             raise ConfigError(f"{name}.max_thinking_tokens must be >= 1 (or null)")
         if c.max_thinking_tokens < c.min_thinking_tokens:
-            raise ConfigError(f"{name}.max_thinking_tokens={c.max_thinking_tokens} is below min_thinking_tokens={c.min_thinking_tokens}")
+            raise ConfigError(f"{name}.max_thinking_tokens={c.max_thinking_tokens} "
+                              f"is below min_thinking_tokens={c.min_thinking_tokens}")
         if max_new_tokens is not None and c.max_thinking_tokens >= int(max_new_tokens):
             raise ConfigError(
                 f"{name}.max_thinking_tokens={c.max_thinking_tokens} leaves no room for the answer within "
@@ -104,7 +107,8 @@ class BudgetForcedBackend(TokenBackend):
 
     def __init__(self, backend, config: BudgetForcing):
         if not hasattr(backend, "generate_ids"):
-            raise ConfigError(f"budget forcing needs a backend that continues from token ids; {type(backend).__name__} can't")
+            raise ConfigError(f"budget forcing needs a backend that continues from token ids; "
+                              f"{type(backend).__name__} can't")
         self.backend = backend
         self.config = config
         self.tokenizer = backend.tokenizer
@@ -191,7 +195,8 @@ class BudgetForcedBackend(TokenBackend):
         if ended_thinking is not None:
             thought = len(s.ids) + len(ended_thinking)
             wants_more = thought < c.min_thinking_tokens or s.extensions < c.num_extensions
-            fits = thought + len(self.wait_ids) < min(params.max_new_tokens, c.max_thinking_tokens or params.max_new_tokens)
+            fits = thought + len(self.wait_ids) < min(params.max_new_tokens,
+                                                      c.max_thinking_tokens or params.max_new_tokens)
             if wants_more and fits:
                 s.ids += ended_thinking
                 s.inject(self.wait_ids)

@@ -211,7 +211,8 @@ class HFBackend(TokenBackend):
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             return Completion(text, len(ids), "length", token_ids=ids)
         if ids[-1] in self.eos_ids:
-            return Completion(self.tokenizer.decode(ids[:-1], skip_special_tokens=True), len(ids), "stop", token_ids=ids)
+            return Completion(self.tokenizer.decode(ids[:-1], skip_special_tokens=True), len(ids), "stop",
+                              token_ids=ids)
         # A stop string: its last token is the last one generated; the text ends before the stop string.
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
         cut = min((k for k in (text.find(s) for s in params.stop_strings) if k >= 0), default=len(text))

@@ -120,7 +120,8 @@ def _serve() -> None:
     from reasoning_rl.grading.graders import UNBOUNDED
 
     hard = resource.getrlimit(resource.RLIMIT_AS)[1]
-    resource.setrlimit(resource.RLIMIT_AS, (_MEMORY_BYTES if hard == resource.RLIM_INFINITY else min(hard, _MEMORY_BYTES), hard))
+    resource.setrlimit(resource.RLIMIT_AS,
+                       (_MEMORY_BYTES if hard == resource.RLIM_INFINITY else min(hard, _MEMORY_BYTES), hard))
     # Warm latex2sympy, equations and verify up before the first answer's bound starts: their first call
     # imports and compiles for ~1 s, which on a loaded machine alone ran past SECONDS.
     UNBOUNDED["value"]("\\frac{1}{2}")
@@ -133,7 +134,8 @@ def _serve() -> None:
         request = json.loads(line)
         # Killed by SIGXCPU should the parent die mid-answer and never kill this process itself.
         limit = int(sum(os.times()[:2]) + 3 * request["seconds"]) + 5
-        resource.setrlimit(resource.RLIMIT_CPU, (limit if cpu_hard == resource.RLIM_INFINITY else min(limit, cpu_hard), cpu_hard))
+        resource.setrlimit(resource.RLIMIT_CPU,
+                           (limit if cpu_hard == resource.RLIM_INFINITY else min(limit, cpu_hard), cpu_hard))
         try:
             reply = {"result": UNBOUNDED[request["op"]](*request["args"])}
         except Exception as exc:  # noqa: BLE001 - any failure is an unreadable answer, reported as such

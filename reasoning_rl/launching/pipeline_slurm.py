@@ -27,7 +27,8 @@ def queued(job_id: str | None) -> bool:
     if not job_id:
         return False
     try:
-        out = subprocess.run(["squeue", "-h", "-j", str(job_id), "-o", "%T"], capture_output=True, text=True, timeout=30)
+        out = subprocess.run(["squeue", "-h", "-j", str(job_id), "-o", "%T"], capture_output=True, text=True,
+                             timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return bool(set(out.stdout.split()) & _ALIVE)
@@ -48,8 +49,10 @@ def submit_sweep_stage(cmd: Sequence[str], root: Path, name: str, launcher: Sequ
     multirun = [*cmd[:3], "-m", *cmd[3:]]
     result = subprocess.run([*multirun, *placement, *dependency_overrides(after)], capture_output=True, text=True)
     if result.returncode != 0:
-        lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")] or result.stderr.splitlines()[-1:]
-        raise UserError(f"stage {name} was not submitted: {(lines[-1] if lines else 'exit status ' + str(result.returncode)).removeprefix('error: ')}")
+        lines = ([line for line in result.stderr.splitlines() if line.startswith("error: ")]
+                 or result.stderr.splitlines()[-1:])
+        raise UserError(f"stage {name} was not submitted: "
+                        f"{(lines[-1] if lines else 'exit status ' + str(result.returncode)).removeprefix('error: ')}")
     return str(manifest.load(sweep_dir)["members"][0]["job_id"])
 
 
@@ -62,7 +65,8 @@ def launcher_params(launcher: Sequence[str]) -> dict[str, Any]:
     from reasoning_rl.pipeline import CONF_DIR
 
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("evaluate", overrides=[o for o in launcher if not o.startswith(("hydra.launcher.submitit_folder",))],
+        cfg = compose("evaluate",
+                      overrides=[o for o in launcher if not o.startswith(("hydra.launcher.submitit_folder",))],
                       return_hydra_config=True)
     params = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
     return {k: v for k, v in params.items() if k in ("partition", "account", "qos", "setup", "constraint", "exclude")}

@@ -84,7 +84,8 @@ def summarize_records(records: list[Any]) -> dict[str, Any]:
             for item in record.config.update:
                 out["config"][item.key] = json.loads(item.value_json)
         elif kind == "history":
-            out["history"].append({(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in record.history.item})
+            out["history"].append({(i.key or "/".join(i.nested_key)): json.loads(i.value_json)
+                                   for i in record.history.item})
         elif kind == "artifact":
             out["artifacts"].append(record.artifact)
         elif kind == "stats":

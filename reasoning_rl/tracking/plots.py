@@ -12,7 +12,8 @@ def eval_points(rows: Sequence[Mapping[str, Any]], metric: str) -> list[tuple[in
     points = {}
     for row in rows:
         if row.get(f"eval/{metric}") is not None:
-            points[row["step"]] = (row[f"eval/{metric}"], row.get(f"eval/{metric}_ci_low"), row.get(f"eval/{metric}_ci_high"))
+            points[row["step"]] = (row[f"eval/{metric}"], row.get(f"eval/{metric}_ci_low"),
+                                   row.get(f"eval/{metric}_ci_high"))
     return [(step, *points[step]) for step in sorted(points)]
 
 

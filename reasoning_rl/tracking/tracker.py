@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from pathlib import Path
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from reasoning_rl.errors import ConfigError
-from reasoning_rl.tracking.run_dir import RunDir
 from reasoning_rl.tracking.redact import redact_config, redact_override
+from reasoning_rl.tracking.run_dir import RunDir
 
 STEP_METRIC = "train/global_step"  # TRL's W&B step key, so our eval curves share its x-axis
 LOGGERS = ("wandb", "none")
