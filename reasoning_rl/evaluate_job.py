@@ -73,7 +73,7 @@ def build_sampler(cfg: DictConfig, tokenizer, adapter: str | None = None):
 def run(cfg: DictConfig) -> dict:
     check_eval_config(cfg.eval)  # fail on a bad K or checkpoint before loading anything
     check_generation_config(cfg.generation, cfg.eval)
-    sampling_params_from_cfg(cfg.generation, n=cfg.eval.num_samples, seed=cfg.seed)  # bad sampling settings too
+    sampling = sampling_params_from_cfg(cfg.generation, n=cfg.eval.num_samples, seed=cfg.seed)  # bad ones fail here
     budget_forcing_from_cfg(cfg.generation)  # a bad generation.budget_forcing fails before anything loads
     adapter = adapter_path(cfg, warn=True)
     check_adapter(cfg, adapter)
@@ -83,7 +83,6 @@ def run(cfg: DictConfig) -> dict:
         grader = get_grader(grader_name, answer_format=cfg.prompt.answer_format, **grader_options(cfg.dataset))
         tokenizer = models.load_tokenizer(cfg.model)
         backend = build_sampler(cfg, tokenizer, adapter)
-        sampling = sampling_params_from_cfg(cfg.generation, n=cfg.eval.num_samples, seed=cfg.seed)
         prompts = [apply_chat_template(tokenizer, p.messages) for p in problems]
         log.info("evaluating %d problems x %d samples", len(problems), sampling.n)
 
