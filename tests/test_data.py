@@ -94,3 +94,10 @@ def test_limit_above_the_split_size_is_a_config_error(sample):
     assert len(load_problems(gsm8k_cfg(limit=1319, sample=sample), PROMPT)[0]) == 1319  # exactly all: fine
     with pytest.raises(ConfigError, match=r"dataset\.limit=1320 is more than the 1319 problems"):
         load_problems(gsm8k_cfg(limit=1320, sample=sample), PROMPT)
+
+
+def test_a_dataset_name_is_registered_once():
+    from reasoning_rl.data import register_dataset
+
+    with pytest.raises(ValueError, match="'gsm8k' is already registered"):
+        register_dataset("gsm8k")(lambda dataset_cfg, prompt_cfg: [])
