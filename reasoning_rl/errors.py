@@ -15,6 +15,13 @@ class ConfigError(UserError):
     """An invalid combination of config values."""
 
 
+class UnknownNameError(ConfigError, KeyError):
+    """A registry miss (reasoning_rl/registry.py): callers may catch KeyError, while a job reports it in one
+    line like any config error."""
+
+    __str__ = Exception.__str__  # KeyError's would quote the message
+
+
 class DataError(UserError):
     """A data file is missing, unreadable or fails its checksum."""
 

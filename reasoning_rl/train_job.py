@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import set_seed
 
 from reasoning_rl import models, warm_start
-from reasoning_rl.algorithms import get_algorithm
+from reasoning_rl.algorithms import ALGORITHMS, configured
 from reasoning_rl.algorithms.common import TrainContext
 from reasoning_rl.callbacks.checkpoint import (
     CheckpointCallback,
@@ -22,7 +22,7 @@ from reasoning_rl.callbacks.checkpoint import (
 from reasoning_rl.data import check_contamination, grader_options, load_problems
 from reasoning_rl.errors import ConfigError, Preempted
 from reasoning_rl.evaluation import check_eval_config, check_generation_config
-from reasoning_rl.generation import sampling_params_from_cfg
+from reasoning_rl.generation import BACKENDS, sampling_params_from_cfg
 from reasoning_rl.grading import get_grader
 from reasoning_rl.jobs import format_table, job_run
 from reasoning_rl.launching import requeue
@@ -43,16 +43,21 @@ def check_config(cfg: DictConfig) -> None:
     sampling_params_from_cfg(cfg.generation, n=cfg.eval.num_samples, seed=cfg.seed)
     if cfg.checkpoint.resume not in ("auto", "never"):
         raise ConfigError(f"checkpoint.resume={cfg.checkpoint.resume!r} is not one of ['auto', 'never']")
-    if cfg.generation.backend != "hf" and cfg.algorithm.name != "grpo":  # GRPO: TRL's vLLM colocate mode
-        raise ConfigError(f"generation={cfg.generation.backend} is for evaluation and algorithm=grpo; "
-                          f"{cfg.algorithm.name} samples with generation=hf")
+    algorithm = configured(cfg)
+    backend = cfg.generation.backend
+    if backend not in algorithm.backends:  # what each samples with: its registration (GRPO: also vllm)
+        if backend not in BACKENDS:
+            raise BACKENDS.unknown(backend)
+        able = "/".join(a.name for a in ALGORITHMS.values() if backend in a.backends)
+        raise ConfigError(f"generation={backend} is for evaluation{f' and algorithm={able}' if able else ''}; "
+                          f"{algorithm.name} samples with generation={'/'.join(algorithm.backends)}")
     if cfg.checkpoint.every_steps < 1:
         raise ConfigError("checkpoint.every_steps must be >= 1")
     keep = cfg.checkpoint.keep
     if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:  # 0 would leave no checkpoint to resume
         raise ConfigError(f"checkpoint.keep must be an integer >= 1 (the newest complete checkpoints kept), "
                           f"got {keep!r}")
-    get_algorithm(cfg.algorithm.name).check_config(cfg)
+    algorithm.check_config(cfg)
     parent(cfg)
 
 
@@ -121,7 +126,7 @@ def before_after(rows: list[dict], metrics: list[str]) -> str:
 
 def run(cfg: DictConfig) -> dict:
     check_config(cfg)
-    algorithm = get_algorithm(cfg.algorithm.name)
+    algorithm = configured(cfg)
     def resuming(run_path: Path) -> bool:  # a re-run that continues: the old curve stays in the run dir
         return cfg.checkpoint.resume == "auto" and has_complete_checkpoint(run_path / "checkpoints")
 

@@ -141,7 +141,7 @@ def test_gsm8k_extract(grader, completion, expected):
 @pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 @pytest.mark.parametrize("text", ["1,2,3", "3, 4", "1e999999999", "-1.5, 2"])
 def test_lists_and_unwritable_numbers_state_no_number(text):
-    from reasoning_rl.grading.graders import number_value
+    from reasoning_rl.grading.numbers import number_value
 
     assert number_value(text) is None
 
@@ -265,9 +265,9 @@ HOSTILE_ANSWERS = [
      (r"\Gamma(50)", False), (r"\operatorname{gamma}(5)", False), (r"30!", False)],
 )
 def test_sympy_screen(text, safe):
-    from reasoning_rl.grading import graders
+    from reasoning_rl.grading import numbers
 
-    assert graders._safe_for_sympy(text) is safe
+    assert numbers._safe_for_sympy(text) is safe
 
 
 def _grade_all(grader, answers, gold):
@@ -294,9 +294,9 @@ def test_a_parse_past_the_bound_scores_zero_and_is_counted(grader, monkeypatch):
     # The screen off: ((9^{999})^{999})^{999} reaches sympy, which would compute a 950-million-digit power.
     import time
 
-    from reasoning_rl.grading import bounded, graders
+    from reasoning_rl.grading import bounded, numbers
 
-    monkeypatch.setattr(graders, "_safe_for_sympy", lambda text: True)
+    monkeypatch.setattr(numbers, "_safe_for_sympy", lambda text: True)
     monkeypatch.setattr(bounded, "SECONDS", 1.0)
     assert grader.is_correct(grader.extract(r"\boxed{\frac{1}{2}}"), "0.5")  # the worker started and warm
     hostile = r"\boxed{((9^{999})^{999})^{999}}"
@@ -351,7 +351,7 @@ def test_evaluation_reports_the_timeouts(grader, monkeypatch):
     from reasoning_rl import evaluation
     from reasoning_rl.data.base import Problem
     from reasoning_rl.generation.base import Completion, SamplingParams
-    from reasoning_rl.grading import bounded, graders
+    from reasoning_rl.grading import bounded, numbers
 
     class Backend:
         last_stats: dict = {}
@@ -360,7 +360,7 @@ def test_evaluation_reports_the_timeouts(grader, monkeypatch):
             texts = [r"\boxed{((9^{999})^{999})^{999}}", r"\boxed{\frac{1}{2}}"]
             return [[Completion(text=t, num_tokens=3, finish_reason="stop") for t in texts] for _ in prompts]
 
-    monkeypatch.setattr(graders, "_safe_for_sympy", lambda text: True)
+    monkeypatch.setattr(numbers, "_safe_for_sympy", lambda text: True)
     monkeypatch.setattr(bounded, "SECONDS", 1.0)
     grader.timeouts = 5  # from earlier evaluations: each reports its own
     result = evaluation.evaluate([Problem(id="p", messages=[], gold="0.5")], ["q"], Backend(), grader,

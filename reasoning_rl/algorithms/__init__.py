@@ -1,17 +1,12 @@
-"""Training algorithms. Each module has `check_config(cfg)` (fails before anything loads) and
-`train(ctx)`; sft/orpo/grpo wrap TRL trainers, ppo/trpo are our own (TRL 1.x has neither)."""
+"""Training algorithms: sft/orpo/grpo wrap TRL trainers, ppo/trpo are our own (TRL 1.x has neither).
+
+Each algorithm module ends with its registration (the contract is in base.py):
+`register_algorithm(name, check_config=..., backends=...)(train)`. The registry finds the modules of
+this package itself, so there is no import list to edit.
+"""
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
+from reasoning_rl.algorithms.base import ALGORITHMS, Algorithm, configured, get_algorithm, register_algorithm
 
-from reasoning_rl.errors import ConfigError
-
-ALGORITHMS = ("sft", "orpo", "grpo", "ppo", "trpo")
-
-
-def get_algorithm(name: str) -> ModuleType:
-    if name not in ALGORITHMS:
-        raise ConfigError(f"unknown algorithm {name!r}; known: {list(ALGORITHMS)}")
-    return importlib.import_module(f"reasoning_rl.algorithms.{name}")
+__all__ = ["ALGORITHMS", "Algorithm", "configured", "get_algorithm", "register_algorithm"]

@@ -15,6 +15,7 @@ from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
 from trl import GRPOConfig, GRPOTrainer
 
+from reasoning_rl.algorithms.base import register_algorithm
 from reasoning_rl.algorithms.common import TrainContext, problem_rows, trainer_kwargs
 from reasoning_rl.errors import ConfigError
 from reasoning_rl.generation import budget_forcing_from_cfg
@@ -113,3 +114,6 @@ def _vllm_args(gen_cfg: DictConfig) -> dict:
         return {}
     return {"use_vllm": True, "vllm_mode": "colocate",
             "vllm_gpu_memory_utilization": float(gen_cfg.get("gpu_memory_utilization") or 0.3)}
+
+
+register_algorithm("grpo", check_config=check_config, backends=("hf", "vllm"))(train)  # vllm: TRL's colocate mode

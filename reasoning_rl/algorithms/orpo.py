@@ -26,6 +26,7 @@ from pathlib import Path
 from datasets import Dataset
 from omegaconf import DictConfig
 
+from reasoning_rl.algorithms.base import register_algorithm
 from reasoning_rl.algorithms.common import TrainContext, trainer_kwargs
 from reasoning_rl.algorithms.self_samples import CHOSEN, build_pairs, read_rows, sample_and_grade, write_rows
 from reasoning_rl.callbacks.checkpoint import COMPLETE_MARKER, latest_loadable_checkpoint, mark_complete
@@ -172,3 +173,6 @@ def train(ctx: TrainContext) -> None:
         load_weights(ctx.model, finished)
     if steps_done not in ctx.eval_results:
         ctx.run_eval(ctx.model, steps_done)
+
+
+register_algorithm("orpo", check_config=check_config)(train)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from omegaconf import DictConfig
 
+from reasoning_rl.algorithms.base import register_algorithm
 from reasoning_rl.algorithms.common import TrainContext
 from reasoning_rl.algorithms.policy_gradient import (
     Batch,
@@ -135,3 +136,6 @@ def check_config(cfg: DictConfig) -> None:
 
 def train(ctx: TrainContext) -> None:
     PPOTrainer(ctx, PPOConfig.from_cfg(ctx.cfg)).train()
+
+
+register_algorithm("ppo", check_config=check_config)(train)

@@ -15,6 +15,7 @@ from datasets import Dataset
 from omegaconf import DictConfig
 from trl import SFTConfig, SFTTrainer
 
+from reasoning_rl.algorithms.base import register_algorithm
 from reasoning_rl.algorithms.common import TrainContext, problem_rows, trainer_kwargs
 from reasoning_rl.algorithms.self_samples import correct_rows, grading_stats, read_rows, sample_and_grade, write_rows
 from reasoning_rl.errors import ConfigError, UserError
@@ -78,3 +79,6 @@ def train(ctx: TrainContext) -> None:
         callbacks=ctx.callbacks(),
     )
     trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
+
+
+register_algorithm("sft", check_config=check_config)(train)

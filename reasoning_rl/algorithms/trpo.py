@@ -23,6 +23,7 @@ import torch
 from omegaconf import DictConfig
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from reasoning_rl.algorithms.base import register_algorithm
 from reasoning_rl.algorithms.common import TrainContext
 from reasoning_rl.algorithms.policy_gradient import (
     Batch,
@@ -188,3 +189,6 @@ def check_config(cfg: DictConfig) -> None:
 
 def train(ctx: TrainContext) -> None:
     TRPOTrainer(ctx, TRPOConfig.from_cfg(ctx.cfg)).train()
+
+
+register_algorithm("trpo", check_config=check_config)(train)

@@ -1,14 +1,17 @@
-"""Data sets: each yields Problems (id, chat messages, gold answer) and names its grader."""
+"""Data sets: each yields Problems (id, chat messages, gold answer) and names its grader.
+
+A data set is a loader registered by name in one module of this package (`@register_dataset`); the
+registry imports the package's modules when a name is looked up, so there is no import list here.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from reasoning_rl.data import ai2_arc, arc_agi, gsm8k, hf, reasoning_gym  # noqa: F401  (register the data sets)
 from reasoning_rl.data.base import Problem
 from reasoning_rl.data.contamination import check_contamination
-from reasoning_rl.data.registry import DatasetSpec, get_dataset, register_dataset
+from reasoning_rl.data.registry import DATASETS, DatasetSpec, get_dataset, register_dataset
 from reasoning_rl.errors import DataError
 
 
@@ -27,5 +30,5 @@ def grader_options(dataset_cfg: Mapping[str, Any]) -> dict[str, Any]:
     return spec.grader_options(dataset_cfg) if spec.grader_options else {}
 
 
-__all__ = ["DatasetSpec", "Problem", "check_contamination", "get_dataset", "grader_options", "load_problems",
-           "register_dataset"]
+__all__ = ["DATASETS", "DatasetSpec", "Problem", "check_contamination", "get_dataset", "grader_options",
+           "load_problems", "register_dataset"]

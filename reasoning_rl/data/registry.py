@@ -14,6 +14,7 @@ from typing import Any
 
 from reasoning_rl.data.base import Problem
 from reasoning_rl.errors import ConfigError, DataError
+from reasoning_rl.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +30,20 @@ class DatasetSpec:
     grader_options: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
 
 
-_DATASETS: dict[str, DatasetSpec] = {}
+def _spec(name: str, load: Loader, grader: str | None = None, grader_options=None) -> DatasetSpec:
+    return DatasetSpec(name=name, load=load, grader=grader or name, grader_options=grader_options)
 
 
-def register_dataset(name: str, grader: str | None = None, grader_options=None):
-    def decorator(load: Loader) -> Loader:
-        _DATASETS[name] = DatasetSpec(name=name, load=load, grader=grader or name, grader_options=grader_options)
-        return load
-
-    return decorator
+# `@register_dataset(name, grader=..., grader_options=...)` on a loader `load(dataset_cfg, prompt_cfg)`; a
+# new module in reasoning_rl/data/ that registers one is found without an import list. A name is refused
+# twice: a second loader silently replacing the first would change what `dataset=NAME` loads depending on
+# import order.
+DATASETS: Registry[DatasetSpec] = Registry("dataset", package="reasoning_rl.data", entry=_spec)
+register_dataset = DATASETS.register
 
 
 def get_dataset(name: str) -> DatasetSpec:
-    if name not in _DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; known: {sorted(_DATASETS)}")
-    return _DATASETS[name]
+    return DATASETS.get(name)
 
 
 def bundled_dir(name: str) -> Path:

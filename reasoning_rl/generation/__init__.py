@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from reasoning_rl.errors import ConfigError
 from reasoning_rl.generation.base import Completion, GenerationBackend, SamplingParams
 from reasoning_rl.generation.budget_forcing import BudgetForcedBackend, BudgetForcing, budget_forcing_from_cfg
+from reasoning_rl.registry import Registry
 
 __all__ = [
-    "BudgetForcedBackend", "BudgetForcing", "Completion", "GenerationBackend", "SamplingParams",
-    "budget_forcing_from_cfg", "build_backend", "sampling_params_from_cfg",
+    "BACKENDS", "BudgetForcedBackend", "BudgetForcing", "Completion", "GenerationBackend", "SamplingParams",
+    "budget_forcing_from_cfg", "build_backend", "register_backend", "sampling_params_from_cfg",
 ]
 
-BACKENDS = ("hf", "vllm")
+# generation.backend=NAME: `factory(gen_cfg, *, model, tokenizer, model_path) -> GenerationBackend`. A new
+# module in reasoning_rl/generation/ that registers one is found without an import list; the two built-in
+# factories are here, so that naming them imports neither torch nor vLLM.
+BACKENDS: Registry[Callable[..., GenerationBackend]] = Registry("generation backend",
+                                                               package="reasoning_rl.generation")
+register_backend = BACKENDS.register
 # Keys of the generation config that are handed to vllm.LLM(...) when set.
 VLLM_ENGINE_KEYS = (
     "gpu_memory_utilization",
@@ -28,6 +35,25 @@ VLLM_ENGINE_KEYS = (
 )
 
 
+@register_backend("hf")
+def _hf_backend(gen_cfg: Any, *, model, tokenizer, model_path: str | None) -> GenerationBackend:
+    if model is None or tokenizer is None:
+        raise ValueError("the hf backend needs a loaded model and tokenizer")
+    from reasoning_rl.generation.hf import HFBackend
+
+    return HFBackend(model, tokenizer)
+
+
+@register_backend("vllm")
+def _vllm_backend(gen_cfg: Any, *, model, tokenizer, model_path: str | None) -> GenerationBackend:
+    if model_path is None:
+        raise ValueError("the vllm backend needs model_path")
+    from reasoning_rl.generation.vllm import VLLMBackend
+
+    engine = {k: gen_cfg.get(k) for k in VLLM_ENGINE_KEYS if gen_cfg.get(k) is not None}
+    return VLLMBackend(model_path, **engine)
+
+
 def build_backend(gen_cfg: Any, model=None, tokenizer=None, model_path: str | None = None) -> GenerationBackend:
     """The configured backend, wrapped in budget forcing when `generation.budget_forcing.enabled`.
 
@@ -39,21 +65,7 @@ def build_backend(gen_cfg: Any, model=None, tokenizer=None, model_path: str | No
     forcing = budget_forcing_from_cfg(gen_cfg)
     if backend == "vllm" and model is not None and model_path is None:
         backend = "hf"
-    if backend == "hf":
-        if model is None or tokenizer is None:
-            raise ValueError("the hf backend needs a loaded model and tokenizer")
-        from reasoning_rl.generation.hf import HFBackend
-
-        sampler = HFBackend(model, tokenizer)
-    elif backend == "vllm":
-        if model_path is None:
-            raise ValueError("the vllm backend needs model_path")
-        from reasoning_rl.generation.vllm import VLLMBackend
-
-        engine = {k: gen_cfg.get(k) for k in VLLM_ENGINE_KEYS if gen_cfg.get(k) is not None}
-        sampler = VLLMBackend(model_path, **engine)
-    else:
-        raise ConfigError(f"unknown generation.backend {backend!r}; known: {', '.join(BACKENDS)}")
+    sampler = BACKENDS.get(backend)(gen_cfg, model=model, tokenizer=tokenizer, model_path=model_path)
     return BudgetForcedBackend(sampler, forcing) if forcing else sampler
 
 

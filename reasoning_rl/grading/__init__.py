@@ -1,4 +1,4 @@
-"""Answer extraction, graders and reward functions."""
+"""Answer extraction, graders and reward functions (registries: GRADERS, REWARDS)."""
 
 from reasoning_rl.grading.answers import (
     ANSWER_FORMATS,

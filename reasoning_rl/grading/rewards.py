@@ -7,12 +7,13 @@ from collections.abc import Callable, Sequence
 from reasoning_rl.data.grids import cell_accuracy, parse_grid
 from reasoning_rl.errors import ConfigError
 from reasoning_rl.grading.answers import completion_text, is_soft_format, is_strict_format
-from reasoning_rl.grading.graders import Grader, GridGrader, UnknownNameError, registrar
+from reasoning_rl.grading.graders import Grader, GridGrader
+from reasoning_rl.registry import Registry
 
-REWARDS: dict[str, Callable] = {}
-
-
-register_reward = registrar(REWARDS, "reward")
+# `fn(completions, **kwargs) -> list[float]`; a new module in reasoning_rl/grading/ that registers one is
+# found without an import list.
+REWARDS: Registry[Callable] = Registry("reward", package="reasoning_rl.grading")
+register_reward = REWARDS.register
 
 
 @register_reward("correctness")
@@ -76,6 +77,5 @@ def _bind(name: str, fn: Callable, grader: Grader, answer_format: str) -> Callab
 def get_reward_funcs(names: Sequence[str], *, grader: Grader, answer_format: str) -> list[Callable]:
     unknown = [name for name in names if name not in REWARDS]
     if unknown:
-        listed = ", ".join(map(repr, unknown))
-        raise UnknownNameError(f"unknown reward(s) {listed}; known rewards: {', '.join(sorted(REWARDS))}")
+        raise REWARDS.unknown(*unknown)
     return [_bind(name, REWARDS[name], grader, answer_format) for name in names]
