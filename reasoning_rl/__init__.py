@@ -8,3 +8,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
+
+from reasoning_rl.parallel import register_resolver  # noqa: E402  (after the OpenMP setting)
+
+register_resolver()  # ${launched:…}, which conf/hydra/default.yaml names the run dir with

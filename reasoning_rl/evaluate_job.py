@@ -88,7 +88,7 @@ def run(cfg: DictConfig) -> dict:
 
         result = evaluate(
             problems, prompts, backend, grader,
-            eval_cfg=cfg.eval, sampling=sampling, answer_format=cfg.prompt.answer_format,
+            eval_cfg=cfg.eval, sampling=sampling, answer_format=cfg.prompt.answer_format, progress=run_dir.main,
         )
         run_dir.write_samples(result.records)
         tracker.log(result.flat(), step=0)
@@ -98,6 +98,8 @@ def run(cfg: DictConfig) -> dict:
         tracker.log_samples(result.records, 0, problems)
         tracker.log_artifact("results", "eval_results", [run_dir.summary_path, run_dir.samples_path])
 
+    if not run_dir.main:  # data parallel: the other processes sampled their share and have nothing to say
+        return result.summary
     model_name = f"{cfg.model.name_or_path} + {adapter}" if adapter else cfg.model.name_or_path
     title = f"{model_name} on {cfg.dataset.name}/{cfg.dataset.split} ({len(problems)} problems, N={sampling.n})"
     print(format_table(result.summary, title))

@@ -5,6 +5,7 @@ The evaluate job and the in-training curve callback both call `evaluate`, so the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from reasoning_rl import parallel
 from reasoning_rl.data.base import Problem
 from reasoning_rl.errors import ConfigError
 from reasoning_rl.generation.base import GenerationBackend, SamplingParams
@@ -127,20 +129,26 @@ def evaluate(
     if sampling.n != eval_cfg["num_samples"]:
         raise ConfigError(f"sampling n={sampling.n} differs from eval.num_samples={eval_cfg['num_samples']}")
 
+    # Data parallel: each process samples and grades its share of the problems, and every process
+    # gets all the records back, so all compute the same summary (one process: the whole list).
+    mine = parallel.shard(range(len(problems)))
+    own = dataclasses.replace(sampling, seed=parallel.own_seed(sampling.seed))
     start = time.perf_counter()
-    completions = backend.generate(list(prompts), sampling, progress=progress)
-    seconds = time.perf_counter() - start
+    completions = backend.generate([prompts[i] for i in mine], own, progress=progress)
+    seconds = max(parallel.gather([time.perf_counter() - start]))  # the slowest process: the wall time
 
     timeouts_before = getattr(grader, "timeouts", 0)  # the grader counts over its lifetime (training evals)
-    records = []
-    for problem, samples in zip(problems, completions, strict=True):
-        record = grade(problem, [c.text for c in samples], grader, answer_format)
+    local = []
+    for i, samples in zip(mine, completions, strict=True):
+        record = grade(problems[i], [c.text for c in samples], grader, answer_format)
         record["num_tokens"] = [c.num_tokens for c in samples]
         record["finish_reason"] = [c.finish_reason for c in samples]
         if any(c.thinking_tokens is not None for c in samples):  # budget forcing: what it did per sample
             record["extensions"] = [c.extensions for c in samples]
             record["thinking_tokens"] = [c.thinking_tokens for c in samples]
-        records.append(record)
+        local.append(record)
+    records = parallel.gather(local)
+    timeouts = sum(parallel.gather([getattr(grader, "timeouts", 0) - timeouts_before]))
 
     boot = eval_cfg.get("bootstrap", {})
     summary = summarize(
@@ -156,7 +164,7 @@ def evaluate(
         "truncated_frac": float(np.mean([f == "length" for r in records for f in r["finish_reason"]])),
         "sampling_seconds": seconds,
         # Answers whose parse ran past the grader's bound and scored 0: non-zero means the metrics undercount.
-        "timeouts": getattr(grader, "timeouts", 0) - timeouts_before,
+        "timeouts": timeouts,
     }
     if records and "extensions" in records[0]:
         stats["extensions_mean"] = float(np.mean([e for r in records for e in r["extensions"]]))

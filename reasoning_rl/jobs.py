@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -31,6 +32,8 @@ def job_run(cfg: DictConfig, resuming: Callable[[Path], bool] | None = None) -> 
         raise ConfigError(f"seed must be an integer, got {seed!r}")
     hydra_cfg = HydraConfig.get()
     run_dir = RunDir(hydra_cfg.runtime.output_dir)
+    if not run_dir.main:  # data parallel: rank 0 tells the story; the others speak up only on trouble
+        logging.getLogger("reasoning_rl").setLevel(logging.WARNING)
     hydra_dir = run_dir.path / (hydra_cfg.output_subdir or ".hydra")
     overrides = list(hydra_cfg.overrides.task)
     if run_dir.main:

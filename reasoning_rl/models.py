@@ -19,6 +19,7 @@ import torch
 from filelock import FileLock
 from huggingface_hub.errors import HFValidationError
 
+from reasoning_rl import parallel
 from reasoning_rl.errors import ConfigError, ModelNotFoundError
 
 if TYPE_CHECKING:
@@ -179,7 +180,8 @@ def _resolve_dtype(name: str, device: str) -> torch.dtype:
 def load_model(cfg: Any, *, device: str | None = None) -> PreTrainedModel:
     from transformers import AutoModelForCausalLM
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # One GPU per process under torchrun / SLURM: LOCAL_RANK picks it.
+    device = device or (f"cuda:{parallel.local_rank()}" if torch.cuda.is_available() else "cpu")
     dtype = _resolve_dtype(str(_get(cfg, "dtype", "auto")), device)
     model = _from_pretrained(AutoModelForCausalLM, cfg, dtype=dtype)
     return model.to(device).eval()

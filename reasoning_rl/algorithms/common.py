@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from reasoning_rl import parallel
 from reasoning_rl.callbacks.checkpoint import CheckpointCallback
 from reasoning_rl.callbacks.eval_curves import EvalCurveCallback
 from reasoning_rl.callbacks.logging import TrackerCallback
@@ -44,6 +45,12 @@ def trainer_kwargs(config_cls: type, cfg: DictConfig, output_dir: Path, **extra:
         owned = sorted(set(values) & _OWNED - {"seed"})
         if owned:
             raise ConfigError(f"{group}.{owned[0]} is set by the train job (see checkpoint.*, logger.*)")
+    if parallel.world_size() > 1:  # hparams is the global batch, whatever the number of processes
+        default = {f.name: f.default for f in dataclasses.fields(config_cls)}
+        per_device, accumulation = parallel.split_batch(
+            hparams.get("per_device_train_batch_size", default.get("per_device_train_batch_size", 8)),
+            hparams.get("gradient_accumulation_steps", default.get("gradient_accumulation_steps", 1)))
+        hparams.update(per_device_train_batch_size=per_device, gradient_accumulation_steps=accumulation)
     lr = hparams.get("learning_rate", 0.0)
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr < 0:  # torch refuses it only at step 1
         raise ConfigError(f"hparams.learning_rate must be a number >= 0, got {lr!r}")

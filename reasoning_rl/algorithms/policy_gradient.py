@@ -23,7 +23,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import random
 import shutil
 import time
@@ -38,7 +37,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import SchedulerType, get_scheduler
 
-from reasoning_rl import models, warm_start
+from reasoning_rl import models, parallel, warm_start
 from reasoning_rl.algorithms.rng_state import load_rng, save_rng
 from reasoning_rl.callbacks.checkpoint import (
     CheckpointCallback,
@@ -87,24 +86,23 @@ class RolloutConfig:
     max_grad_norm: float = 1.0
     temperature: float = 0.7  # the sampler's; log-probs are of the same tempered distribution
     seed: int = 0
+    processes: int = 1  # data parallel: each rolls out and trains on its 1/processes of every batch
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig):
         algo = OmegaConf.to_container(cfg.algorithm, resolve=True)
         hparams = OmegaConf.to_container(cfg.hparams, resolve=True)
-        own = {f.name for f in dataclasses.fields(cls)} - set(_FROM_HPARAMS) - {"rollout_size", "temperature", "seed"}
+        own = {f.name for f in dataclasses.fields(cls)} - set(_FROM_HPARAMS) - _NOT_ALGORITHM_KEYS
         unknown = sorted(set(algo) - own - {"name"})
         if unknown:
             raise ConfigError(f"algorithm.{unknown[0]} is not an option of {cls.__name__} ({cfg.algorithm.name})")
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise ConfigError(f"algorithm={cfg.algorithm.name} runs in one process; "
-                              "launch it without torchrun/accelerate")
         values = {k: v for k, v in algo.items() if k != "name"}
         values.update({ours: hparams[theirs] for ours, theirs in _FROM_HPARAMS.items() if theirs in hparams})
         # Completions per step as GRPO counts them, so one hparams group gives every algorithm the same budget.
         values["rollout_size"] = (hparams.get("per_device_train_batch_size", 8)
                                   * hparams.get("gradient_accumulation_steps", 1))
-        values.update(temperature=float(cfg.generation.temperature), seed=int(cfg.seed))
+        values.update(temperature=float(cfg.generation.temperature), seed=int(cfg.seed),
+                      processes=parallel.world_size())
         config = cls(**values)
         if config.minibatch_size is None:
             config.minibatch_size = config.rollout_size
@@ -114,6 +112,11 @@ class RolloutConfig:
     @property
     def prompts_per_step(self) -> int:
         return self.rollout_size // self.num_generations
+
+    @property
+    def local_minibatch(self) -> int:
+        """Sequences per forward/backward pass in each process: `minibatch_size` counts all of them."""
+        return self.minibatch_size // self.processes
 
     def validate(self) -> None:
         """One clear ConfigError per bad value, before any model loads."""
@@ -147,6 +150,12 @@ class RolloutConfig:
                 f"hparams.per_device_train_batch_size x gradient_accumulation_steps = {self.rollout_size} sequences "
                 f"({self.prompts_per_step} prompts x num_generations={self.num_generations})"
             )
+        for what, count in (("prompts per step", self.prompts_per_step),
+                            ("algorithm.minibatch_size", self.minibatch_size)):
+            if count % self.processes:  # every process must take the same number of sequences through each step
+                raise ConfigError(f"{what} = {count} does not split over {self.processes} processes; make "
+                                  f"hparams.per_device_train_batch_size x gradient_accumulation_steps and "
+                                  f"algorithm.minibatch_size multiples of num_generations x {self.processes}")
         if not self.temperature > 0:
             raise ConfigError("generation.temperature must be > 0 for policy-gradient training "
                               "(greedy has no log-probs to ratio)")
@@ -158,6 +167,8 @@ class RolloutConfig:
             raise ConfigError(
                 f"hparams.lr_scheduler_type={self.lr_scheduler_type!r} is not a transformers scheduler") from None
 
+
+_NOT_ALGORITHM_KEYS = {"rollout_size", "temperature", "seed", "processes"}  # set from hparams, generation, the launch
 
 # our field -> hparams key
 _FROM_HPARAMS = {
@@ -184,8 +195,11 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Zero mean, unit variance over the real tokens; padding stays 0."""
-    return (x - masked_mean(x, mask)) / torch.sqrt(masked_var(x, mask) + eps) * mask
+    """Zero mean, unit variance over the real tokens of every process's batch; padding stays 0."""
+    count = parallel.total(mask.sum()).clamp(min=1)
+    mean = parallel.total((x * mask).sum()) / count
+    var = parallel.total(((x - mean) ** 2 * mask).sum()) / count
+    return (x - mean) / torch.sqrt(var + eps) * mask
 
 
 def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
@@ -437,10 +451,11 @@ class PolicyGradientTrainer:
     @torch.no_grad()
     def rollout(self, step: int) -> tuple[Batch, dict[str, float]]:
         cfg, config = self.ctx.cfg, self.config
-        problems = self.step_problems(step)
+        problems = parallel.shard(self.step_problems(step))  # this process's share of the step's prompts
         prompts = [apply_chat_template(self.tokenizer, p.messages) for p in problems]
         # Seeded by step, so a resumed run samples what an uninterrupted one would.
-        sampling = sampling_params_from_cfg(cfg.generation, n=config.num_generations, seed=config.seed + 1000 * step)
+        sampling = sampling_params_from_cfg(cfg.generation, n=config.num_generations,
+                                            seed=parallel.own_seed(config.seed + 1000 * step))
         completions = self.backend.generate(prompts, sampling, progress=False)
 
         # 2. Sequence-level scores: weighted sum of the registry rewards.
@@ -462,7 +477,7 @@ class PolicyGradientTrainer:
         # 3. Log-probs under the rollout policy and the reference; 4. values.
         want_hidden = self.critic.kind == "head"
         old, ref, values, hidden = [], [], [], []
-        for chunk in batch.chunks(config.minibatch_size):
+        for chunk in batch.chunks(config.local_minibatch):
             logits, states = response_forward(self.policy, chunk, config.temperature, hidden=want_hidden)
             old.append(token_logprobs(logits, chunk.response_ids) * chunk.response_mask)
             values.append(self.critic.values(chunk, states))
@@ -519,12 +534,13 @@ class PolicyGradientTrainer:
         if step == 0 and ctx.cfg.eval.at_start:
             ctx.run_eval(self.policy, 0)
         bar = tqdm(total=self.total_steps, initial=step, desc=self.algorithm, unit="step", disable=not ctx.run_dir.main)
-        while step < self.total_steps and not ctx.preempted:  # a signal ends the loop after the current step
+        while step < self.total_steps and not self.stopping():  # a signal ends the loop after the current step
             step += 1
             started = time.perf_counter()
             batch, metrics = self.rollout(step)
             rolled_out = time.perf_counter()
             metrics.update(self.update(batch, step))
+            metrics = parallel.mean_values(metrics)  # what is logged: the mean over processes
             metrics.update({"time/rollout_s": rolled_out - started, "time/update_s": time.perf_counter() - rolled_out})
             metrics["learning_rate"] = self.scheduler.get_last_lr()[0]
             self.scheduler.step()
@@ -534,12 +550,13 @@ class PolicyGradientTrainer:
             bar.update(1)
             log.info("%s step %d/%d: reward %.3f, %s", self.algorithm, step, self.total_steps, metrics["reward"],
                      ", ".join(f"{k}={metrics[k]:.4g}" for k in self.headline if k in metrics))
-            if step % every_save == 0 or ctx.preempted:
+            stopping = self.stopping()
+            if step % every_save == 0 or stopping:
                 saved = self.save_checkpoint(step)
-            if every_eval and step % every_eval == 0 and not ctx.preempted:  # a preempted job has seconds, not minutes
+            if every_eval and step % every_eval == 0 and not stopping:  # a preempted job has seconds, not minutes
                 ctx.run_eval(self.policy, step)
         bar.close()
-        if ctx.preempted:
+        if self.stopping():
             if saved != step:  # the signal came during the eval that followed an unsaved step
                 self.save_checkpoint(step)
             return
@@ -547,6 +564,13 @@ class PolicyGradientTrainer:
             ctx.run_eval(self.policy, self.total_steps)
 
     headline: tuple[str, ...] = ()
+
+    def stopping(self) -> bool:
+        """Preempted in any process: then all are, and stop at the same step; one that went on alone would
+        wait forever in the next all-reduce."""
+        if parallel.any_rank(self.ctx.preempted) and not self.ctx.preempted:
+            self.ctx.checkpoint_callback.preempted = True  # the train job then reports the stop here too
+        return self.ctx.preempted
 
     # ---- checkpoints: adapter, critic, optimizer, scheduler, RNG, step; COMPLETE written last
 

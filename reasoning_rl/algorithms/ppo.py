@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from omegaconf import DictConfig
 
+from reasoning_rl import parallel
 from reasoning_rl.algorithms.base import register_algorithm
 from reasoning_rl.algorithms.common import TrainContext
 from reasoning_rl.algorithms.policy_gradient import (
@@ -94,8 +95,8 @@ class PPOTrainer(PolicyGradientTrainer):
         updates = 0
         for _ in range(config.ppo_epochs):
             permutation = torch.randperm(len(batch), generator=order)
-            for lo in range(0, len(batch), config.minibatch_size):
-                mb = batch.select(permutation[lo : lo + config.minibatch_size].to(self.device))
+            for lo in range(0, len(batch), config.local_minibatch):
+                mb = batch.select(permutation[lo : lo + config.local_minibatch].to(self.device))
                 logits, hidden = response_forward(self.policy, mb, config.temperature,
                                                   hidden=self.critic.kind == "head")
                 logprobs = token_logprobs(logits, mb.response_ids)
@@ -107,6 +108,7 @@ class PPOTrainer(PolicyGradientTrainer):
 
                 self.optimizer.zero_grad(set_to_none=True)
                 (policy_loss + value_loss).backward()
+                parallel.mean_gradients([*self.policy_params, *critic_params])  # data parallel: one step for all
                 grad_norm = clip_grad_norm(self.policy_params, config.max_grad_norm)
                 clip_grad_norm(critic_params, config.max_grad_norm)
                 self.optimizer.step()

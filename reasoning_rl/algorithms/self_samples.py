@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from reasoning_rl import parallel
 from reasoning_rl.data.base import Problem
 from reasoning_rl.generation import build_backend, sampling_params_from_cfg
 from reasoning_rl.prompts import apply_chat_template
@@ -28,16 +29,19 @@ def sample_and_grade(ctx, problems: Sequence[Problem], n: int, *, seed: int | No
     """
     cfg = ctx.cfg
     backend = build_backend(cfg.generation, model=ctx.model, tokenizer=ctx.tokenizer)
-    sampling = sampling_params_from_cfg(cfg.generation, n=n, seed=cfg.seed if seed is None else seed)
-    prompts = [apply_chat_template(ctx.tokenizer, p.messages) for p in problems]
+    seed = cfg.seed if seed is None else seed
+    # Data parallel: each process samples its share, with its own stream; all get every problem back.
+    sampling = sampling_params_from_cfg(cfg.generation, n=n, seed=parallel.own_seed(seed))
+    mine = parallel.shard(problems)
+    prompts = [apply_chat_template(ctx.tokenizer, p.messages) for p in mine]
     with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
         completions = backend.generate(prompts, sampling, progress="self-samples" if ctx.run_dir.main else False)
     graded = []
-    for problem, samples in zip(problems, completions, strict=True):
+    for problem, samples in zip(mine, completions, strict=True):
         texts = [c.text for c in samples]
         correct = [bool(ctx.grader.is_correct(ctx.grader.extract(t), problem.gold)) for t in texts]
         graded.append({"problem": problem, "texts": texts, "correct": correct})
-    return graded
+    return parallel.gather(graded)
 
 
 def grading_stats(graded: Sequence[dict[str, Any]]) -> dict[str, float]:

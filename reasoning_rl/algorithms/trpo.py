@@ -23,6 +23,7 @@ import torch
 from omegaconf import DictConfig
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from reasoning_rl import parallel
 from reasoning_rl.algorithms.base import register_algorithm
 from reasoning_rl.algorithms.common import TrainContext
 from reasoning_rl.algorithms.policy_gradient import (
@@ -129,34 +130,37 @@ class TRPOTrainer(PolicyGradientTrainer):
         losses = []
         for _ in range(self.config.value_epochs):
             permutation = torch.randperm(len(batch), generator=order)
-            for lo in range(0, len(batch), self.config.minibatch_size):
-                mb = batch.select(permutation[lo : lo + self.config.minibatch_size].to(self.device))
+            for lo in range(0, len(batch), self.config.local_minibatch):
+                mb = batch.select(permutation[lo : lo + self.config.local_minibatch].to(self.device))
                 values = self.critic.values(mb, mb.hidden)
                 loss = 0.5 * masked_mean((values - mb.returns) ** 2, mb.response_mask)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                parallel.mean_gradients(critic_params)
                 clip_grad_norm(critic_params, self.config.max_grad_norm)
                 self.optimizer.step()
                 losses.append(float(loss.detach()))
         return {"value_loss": sum(losses) / len(losses)}
 
     def surrogate_gradient(self, batch: Batch):
-        """(∇L at θ_old flat, L(θ_old), per-chunk old log-distributions, mean entropy)."""
-        tokens = batch.action_mask.sum()
+        """(∇L at θ_old flat, L(θ_old), per-chunk old log-distributions, mean entropy), over every
+        process's sequences: L is a mean over all their tokens."""
+        tokens = parallel.total(batch.action_mask.sum())
         grad = None
         surrogate, entropy_sum, old_logp = 0.0, 0.0, []
-        for chunk in batch.chunks(self.config.minibatch_size):
+        for chunk in batch.chunks(self.config.local_minibatch):
             logits, _ = response_forward(self.policy, chunk, self.config.temperature)
             logprobs = token_logprobs(logits, chunk.response_ids)
             ratio = torch.exp(logprobs - chunk.old_logprobs)
             part = (ratio * chunk.advantages * chunk.action_mask).sum() / tokens  # this chunk's share of L
             g = flat_grad(part, self.policy_params)
             grad = g if grad is None else grad + g
-            surrogate += part.item()
+            surrogate += part.detach()
             with torch.no_grad():
                 old_logp.append(logits.log_softmax(-1).detach())
-                entropy_sum += float((entropy(logits.detach()) * chunk.action_mask).sum())
-        return grad, surrogate, old_logp, entropy_sum / float(tokens)
+                entropy_sum += (entropy(logits.detach()) * chunk.action_mask).sum()
+        sums = parallel.total(torch.stack([surrogate, entropy_sum]))
+        return parallel.total(grad), float(sums[0]), old_logp, float(sums[1] / tokens)
 
     def fisher_kl(self, batch: Batch, step: int) -> torch.Tensor:
         """Mean token KL(stop_grad(π_θ) ‖ π_θ) on a seeded `fisher_fraction` of the sequences."""
@@ -172,15 +176,16 @@ class TRPOTrainer(PolicyGradientTrainer):
     @torch.no_grad()
     def surrogate_and_kl(self, batch: Batch, old_logp: list[torch.Tensor]) -> tuple[float, float]:
         """L(θ) and the mean token KL(π_old ‖ π_θ) over the whole rollout, at the current parameters."""
-        tokens = float(batch.action_mask.sum())
-        surrogate, kl = 0.0, 0.0
-        for chunk, old in zip(batch.chunks(self.config.minibatch_size), old_logp, strict=True):
+        sums = torch.zeros(3, dtype=torch.float64)  # Σ ratio·A, Σ KL, tokens: over every process's sequences
+        for chunk, old in zip(batch.chunks(self.config.local_minibatch), old_logp, strict=True):
             logits, _ = response_forward(self.policy, chunk, self.config.temperature)
             logp = logits.log_softmax(-1)
             ratio = torch.exp(torch.gather(logp, -1, chunk.response_ids.unsqueeze(-1)).squeeze(-1) - chunk.old_logprobs)
-            surrogate += float((ratio * chunk.advantages * chunk.action_mask).sum()) / tokens
-            kl += float(((old.exp() * (old - logp)).sum(-1) * chunk.action_mask).sum()) / tokens
-        return surrogate, kl
+            sums[0] += float((ratio * chunk.advantages * chunk.action_mask).sum())
+            sums[1] += float(((old.exp() * (old - logp)).sum(-1) * chunk.action_mask).sum())
+        sums[2] = float(batch.action_mask.sum())
+        surrogate, kl, tokens = parallel.total(sums).tolist()
+        return surrogate / tokens, kl / tokens
 
 
 def check_config(cfg: DictConfig) -> None:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from reasoning_rl import parallel
+
 
 def flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.cat([t.reshape(-1) for t in tensors])
@@ -55,7 +57,8 @@ class FisherVectorProduct:
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         hv = flat_grad(self.kl_grad @ v.detach(), self.params, retain_graph=True)
-        return hv + self.damping * v
+        # Data parallel: each process's KL is over its own sequences; their mean is the batch's Fisher.
+        return parallel.mean(hv) + self.damping * v
 
 
 def conjugate_gradient(
