@@ -55,6 +55,9 @@ def hydra_error_line(exc: BaseException) -> str:
 
 
 def run_hydra_job(hydra_main: Callable[[], None]) -> None:
+    if int(os.environ.get("RANK", "0")) > 0 and not any(a.startswith("hydra.output_subdir=") for a in sys.argv):
+        # Data parallel: rank 0 writes (and redacts) the run's .hydra/; another rank's copy would race it.
+        sys.argv.append("hydra.output_subdir=null")
     problem = output_dir_problem(sys.argv[1:])
     if problem:
         print(f"error: {problem}", file=sys.stderr)

@@ -111,9 +111,8 @@ class RunDir:
         self.main = is_main_process()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / ".write-test"
-            probe.write_text("")
-            probe.unlink()
+            with tempfile.NamedTemporaryFile(dir=self.path, prefix=".write-test-"):  # one per process: ranks race
+                pass
         except OSError as exc:
             raise UserError(f"output dir {self.path} is not writable ({exc.strerror}); set hydra.run.dir") from exc
 
