@@ -95,7 +95,7 @@ def _batch(seed):
 
 
 def _reductions(rank, world):
-    from reasoning_rl.algorithms.policy_gradient import whiten
+    from reasoning_rl.algorithms.pg_ops import whiten
 
     x, mask = _batch(rank)
     w = torch.nn.Linear(3, 1)
@@ -112,7 +112,7 @@ def _reductions(rank, world):
 
 
 def test_reductions_match_one_process_on_the_whole_batch(tmp_path, monkeypatch):
-    from reasoning_rl.algorithms.policy_gradient import whiten
+    from reasoning_rl.algorithms.pg_ops import whiten
 
     results = run_in_processes("_reductions", tmp_path)
     monkeypatch.delenv("WORLD_SIZE", raising=False)

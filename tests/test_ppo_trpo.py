@@ -8,14 +8,9 @@ import sys
 import pytest
 import torch
 
-from reasoning_rl.algorithms.policy_gradient import (
-    Critic,
-    generalized_advantages,
-    make_batch,
-    response_forward,
-    token_logprobs,
-    whiten,
-)
+from reasoning_rl.algorithms.batch import make_batch, response_forward
+from reasoning_rl.algorithms.critic import Critic
+from reasoning_rl.algorithms.pg_ops import generalized_advantages, token_logprobs, whiten
 from reasoning_rl.algorithms.ppo import clipped_policy_loss, clipped_value_loss
 from reasoning_rl.algorithms.trust_region import (
     FisherVectorProduct,

@@ -83,7 +83,7 @@ def test_the_reference_adapter_is_the_parent_and_stays_frozen():
     training moves `default` only."""
     from trl.trainer.utils import use_adapter
 
-    from reasoning_rl.algorithms.policy_gradient import response_forward
+    from reasoning_rl.algorithms.batch import response_forward
 
     policy, batch = tiny_lm(), tiny_batch()  # its LoRA B is non-zero: a trained parent
     warm_start.add_reference_adapter(policy)

@@ -15,30 +15,40 @@ One training step, as in the RLHF literature (Ziegler et al. 2019, Ouyang et al.
 Sequences are laid out as [left-padded prompt | right-padded response], so every response starts at
 the same column and the logits of the response positions are the last R+1 of the sequence.
 Dropout stays off throughout: the importance ratios must compare one deterministic function.
+
+The pieces, one module each: rollout_config.py (settings), batch.py (sequences and the forward pass),
+pg_ops.py (masked tensor arithmetic, GAE), critic.py (V); this module is the trainer.
 """
+
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
 import random
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file, save_file
-from torch import nn
 from tqdm.auto import tqdm
-from transformers import SchedulerType, get_scheduler
+from transformers import get_scheduler
 
 from reasoning_rl import models, parallel, warm_start
+from reasoning_rl.algorithms.batch import Batch, make_batch, response_forward
+from reasoning_rl.algorithms.critic import Critic
+from reasoning_rl.algorithms.pg_ops import (
+    explained_variance,
+    generalized_advantages,
+    masked_mean,
+    token_logprobs,
+    whiten,
+)
 from reasoning_rl.algorithms.rng_state import load_rng, save_rng
+from reasoning_rl.algorithms.rollout_config import RolloutConfig
 from reasoning_rl.callbacks.checkpoint import (
     CheckpointCallback,
     complete_checkpoints,
@@ -47,331 +57,12 @@ from reasoning_rl.callbacks.checkpoint import (
     rotate_checkpoints,
     warn_unloadable,
 )
-from reasoning_rl.errors import ConfigError, UserError
+from reasoning_rl.errors import UserError
 from reasoning_rl.generation import build_backend, sampling_params_from_cfg
-from reasoning_rl.grading import REWARDS, get_reward_funcs
+from reasoning_rl.grading import get_reward_funcs
 from reasoning_rl.prompts import apply_chat_template
 
 log = logging.getLogger(__name__)
-
-CRITICS = ("head", "separate")
-
-
-# --------------------------------------------------------------------------------------------------
-# Config
-
-
-@dataclass
-class RolloutConfig:
-    """Settings shared by PPO and TRPO: `algorithm.*` by field name, plus a few from hparams/generation."""
-
-    rewards: list[str] = field(default_factory=lambda: ["correctness"])
-    reward_weights: list[float] = field(default_factory=lambda: [1.0])
-    num_generations: int = 4  # completions sampled per prompt
-    gamma: float = 1.0  # discount per token
-    lam: float = 0.95  # GAE λ: 0 = one-step TD, 1 = Monte-Carlo returns
-    kl_coef: float = 0.05  # per-token penalty β·(log π_old − log π_ref); 0 skips the reference pass
-    whiten_advantages: bool = True
-    critic: str = "head"  # head: linear head on the policy's last hidden states | separate: own model copy + head
-    critic_learning_rate: float = 1.0e-4
-    minibatch_size: int | None = None  # sequences per forward/backward pass; None: the whole rollout batch
-    # From hparams (shared with the TRL algorithms, with GRPO's meaning) and generation:
-    rollout_size: int = 8  # sequences per step: per_device_train_batch_size x gradient_accumulation_steps
-    learning_rate: float = 1.0e-5
-    max_steps: int = -1
-    num_train_epochs: float = 1.0
-    lr_scheduler_type: str = "constant"
-    warmup_steps: float = 0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    temperature: float = 0.7  # the sampler's; log-probs are of the same tempered distribution
-    seed: int = 0
-    processes: int = 1  # data parallel: each rolls out and trains on its 1/processes of every batch
-
-    @classmethod
-    def from_cfg(cls, cfg: DictConfig):
-        algo = OmegaConf.to_container(cfg.algorithm, resolve=True)
-        hparams = OmegaConf.to_container(cfg.hparams, resolve=True)
-        own = {f.name for f in dataclasses.fields(cls)} - set(_FROM_HPARAMS) - _NOT_ALGORITHM_KEYS
-        unknown = sorted(set(algo) - own - {"name"})
-        if unknown:
-            raise ConfigError(f"algorithm.{unknown[0]} is not an option of {cls.__name__} ({cfg.algorithm.name})")
-        values = {k: v for k, v in algo.items() if k != "name"}
-        values.update({ours: hparams[theirs] for ours, theirs in _FROM_HPARAMS.items() if theirs in hparams})
-        # Completions per step as GRPO counts them, so one hparams group gives every algorithm the same budget.
-        values["rollout_size"] = (hparams.get("per_device_train_batch_size", 8)
-                                  * hparams.get("gradient_accumulation_steps", 1))
-        values.update(temperature=float(cfg.generation.temperature), seed=int(cfg.seed),
-                      processes=parallel.world_size())
-        config = cls(**values)
-        if config.minibatch_size is None:
-            config.minibatch_size = config.rollout_size
-        config.validate()
-        return config
-
-    @property
-    def prompts_per_step(self) -> int:
-        return self.rollout_size // self.num_generations
-
-    @property
-    def local_minibatch(self) -> int:
-        """Sequences per forward/backward pass in each process: `minibatch_size` counts all of them."""
-        return self.minibatch_size // self.processes
-
-    def validate(self) -> None:
-        """One clear ConfigError per bad value, before any model loads."""
-        unknown = [r for r in self.rewards if r not in REWARDS]
-        if unknown:
-            raise ConfigError(f"algorithm.rewards: unknown reward {unknown[0]!r}; known: {sorted(REWARDS)}")
-        if len(self.reward_weights) != len(self.rewards):
-            raise ConfigError(f"algorithm.reward_weights has {len(self.reward_weights)} values "
-                              f"for {len(self.rewards)} rewards")
-        for name in ("gamma", "lam"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"algorithm.{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.kl_coef < 0:
-            raise ConfigError(f"algorithm.kl_coef must be >= 0 (0 disables the KL penalty), got {self.kl_coef}")
-        if self.critic not in CRITICS:
-            raise ConfigError(f"algorithm.critic={self.critic!r} is not one of {list(CRITICS)}")
-        if not self.critic_learning_rate > 0:
-            raise ConfigError(f"algorithm.critic_learning_rate={self.critic_learning_rate}: the critic would have "
-                              "no trainable parameters that move; it must be > 0")
-        for name in ("num_generations", "minibatch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"algorithm.{name} must be >= 1, got {getattr(self, name)}")
-        if self.rollout_size < 1 or self.rollout_size % self.num_generations:
-            raise ConfigError(
-                f"hparams.per_device_train_batch_size x gradient_accumulation_steps = {self.rollout_size} "
-                f"sequences per step must be a positive multiple of algorithm.num_generations = {self.num_generations}"
-            )
-        if self.minibatch_size > self.rollout_size:
-            raise ConfigError(
-                f"algorithm.minibatch_size={self.minibatch_size} is larger than the rollout batch: "
-                f"hparams.per_device_train_batch_size x gradient_accumulation_steps = {self.rollout_size} sequences "
-                f"({self.prompts_per_step} prompts x num_generations={self.num_generations})"
-            )
-        for what, count in (("prompts per step", self.prompts_per_step),
-                            ("algorithm.minibatch_size", self.minibatch_size)):
-            if count % self.processes:  # every process must take the same number of sequences through each step
-                raise ConfigError(f"{what} = {count} does not split over {self.processes} processes; make "
-                                  f"hparams.per_device_train_batch_size x gradient_accumulation_steps and "
-                                  f"algorithm.minibatch_size multiples of num_generations x {self.processes}")
-        if not self.temperature > 0:
-            raise ConfigError("generation.temperature must be > 0 for policy-gradient training "
-                              "(greedy has no log-probs to ratio)")
-        if self.max_steps <= 0 and self.num_train_epochs <= 0:
-            raise ConfigError("set hparams.max_steps > 0 or hparams.num_train_epochs > 0")
-        try:
-            SchedulerType(self.lr_scheduler_type)
-        except ValueError:
-            raise ConfigError(
-                f"hparams.lr_scheduler_type={self.lr_scheduler_type!r} is not a transformers scheduler") from None
-
-
-_NOT_ALGORITHM_KEYS = {"rollout_size", "temperature", "seed", "processes"}  # set from hparams, generation, the launch
-
-# our field -> hparams key
-_FROM_HPARAMS = {
-    "learning_rate": "learning_rate",
-    "max_steps": "max_steps",
-    "num_train_epochs": "num_train_epochs",
-    "lr_scheduler_type": "lr_scheduler_type",
-    "warmup_steps": "warmup_steps",
-    "weight_decay": "weight_decay",
-    "max_grad_norm": "max_grad_norm",
-}
-
-
-# --------------------------------------------------------------------------------------------------
-# Tensor helpers (all masked over the real response tokens)
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (x * mask).sum() / mask.sum().clamp(min=1)
-
-
-def masked_var(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return masked_mean((x - masked_mean(x, mask)) ** 2, mask)
-
-
-def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Zero mean, unit variance over the real tokens of every process's batch; padding stays 0."""
-    count = parallel.total(mask.sum()).clamp(min=1)
-    mean = parallel.total((x * mask).sum()) / count
-    var = parallel.total(((x - mean) ** 2 * mask).sum()) / count
-    return (x - mean) / torch.sqrt(var + eps) * mask
-
-
-def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
-    """1 − Var(returns − values) / Var(returns): 1 for a perfect critic, 0 for a constant one."""
-    var = masked_var(returns, mask)
-    return float(1 - masked_var(returns - values, mask) / var) if var > 0 else 0.0
-
-
-def generalized_advantages(
-    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """GAE (Schulman et al. 2016): A_t = Σ_l (γλ)^l δ_{t+l}, δ_t = r_t + γ V(s_{t+1}) − V(s_t).
-
-    The episode ends after the last real token, so V there is 0; returns are A + V (the critic's target).
-    """
-    advantages = torch.zeros_like(rewards)
-    running = torch.zeros_like(rewards[:, 0])
-    length = rewards.shape[1]
-    for t in reversed(range(length)):
-        not_done = mask[:, t + 1] if t + 1 < length else torch.zeros_like(running)
-        next_value = values[:, t + 1] * not_done if t + 1 < length else 0.0
-        delta = rewards[:, t] + gamma * next_value - values[:, t]
-        running = delta + gamma * lam * not_done * running
-        advantages[:, t] = running
-    advantages = advantages * mask
-    return advantages, (advantages + values) * mask
-
-
-def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    return torch.gather(logits.log_softmax(-1), -1, tokens.unsqueeze(-1)).squeeze(-1)
-
-
-def entropy(logits: torch.Tensor) -> torch.Tensor:
-    logp = logits.log_softmax(-1)
-    return -(logp.exp() * logp).sum(-1)
-
-
-# --------------------------------------------------------------------------------------------------
-# Sequences and forward passes
-
-
-@dataclass
-class Batch:
-    """Token sequences [prompt | response]; per-token tensors cover the R response positions."""
-
-    input_ids: torch.Tensor  # (B, P + R)
-    attention_mask: torch.Tensor  # (B, P + R)
-    response_mask: torch.Tensor  # (B, R) float: 1 on real response tokens
-    action_mask: torch.Tensor  # (B, R) float: 1 on tokens the policy sampled (not inserted by budget forcing)
-    prompt_length: int  # P
-    # Filled by the rollout:
-    old_logprobs: torch.Tensor | None = None
-    ref_logprobs: torch.Tensor | None = None
-    values: torch.Tensor | None = None
-    rewards: torch.Tensor | None = None
-    advantages: torch.Tensor | None = None
-    returns: torch.Tensor | None = None
-    hidden: torch.Tensor | None = None  # (B, R, H) policy hidden states at rollout (head critic)
-
-    @property
-    def response_ids(self) -> torch.Tensor:
-        return self.input_ids[:, self.prompt_length :]
-
-    @property
-    def position_ids(self) -> torch.Tensor:
-        # As generate() numbers them under left padding, so log-probs match the sampler's.
-        return (self.attention_mask.cumsum(-1) - 1).clamp(min=0)
-
-    def __len__(self) -> int:
-        return self.input_ids.shape[0]
-
-    def select(self, index) -> Batch:
-        """The sequences at `index` (a slice or index tensor): a minibatch."""
-        pick = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return Batch(**{k: v[index] if isinstance(v, torch.Tensor) else v for k, v in pick.items()})
-
-    def chunks(self, size: int):
-        for lo in range(0, len(self), size):
-            yield self.select(slice(lo, lo + size))
-
-
-def make_batch(prompt_ids: list[list[int]], response_ids: list[list[int]], pad_id: int, device,
-               injected: list[list[tuple[int, int]]] | None = None) -> Batch:
-    """`injected`: per response, [start, end) spans of tokens that were inserted, not sampled (budget
-    forcing's wait text): part of the state, but not actions, so no policy loss or KL penalty on them."""
-    prompt_length = max(map(len, prompt_ids))
-    response_length = max(map(len, response_ids))
-    ids, attention, response_mask, action_mask = [], [], [], []
-    for i, (p, r) in enumerate(zip(prompt_ids, response_ids, strict=True)):
-        left, right = prompt_length - len(p), response_length - len(r)
-        ids.append([pad_id] * left + p + r + [pad_id] * right)
-        attention.append([0] * left + [1] * (len(p) + len(r)) + [0] * right)
-        response_mask.append([1.0] * len(r) + [0.0] * right)
-        actions = list(response_mask[-1])
-        for start, end in (injected[i] if injected else []):
-            actions[start:end] = [0.0] * len(actions[start:end])
-        action_mask.append(actions)
-    return Batch(
-        input_ids=torch.tensor(ids, device=device),
-        attention_mask=torch.tensor(attention, device=device),
-        response_mask=torch.tensor(response_mask, device=device),
-        action_mask=torch.tensor(action_mask, device=device),
-        prompt_length=prompt_length,
-    )
-
-
-def response_forward(model, batch: Batch, temperature: float, *, hidden: bool = False, logits: bool = True):
-    """(logits of the response positions / temperature, last hidden states there or None).
-
-    Position P−1+t predicts response token t; only those R logits are computed (logits_to_keep).
-    """
-    response_length = batch.response_ids.shape[1]
-    out = model(
-        input_ids=batch.input_ids,
-        attention_mask=batch.attention_mask,
-        position_ids=batch.position_ids,
-        logits_to_keep=response_length + 1 if logits else 1,
-        output_hidden_states=hidden,
-        use_cache=False,
-    )
-    scaled = out.logits[:, :-1].float() / temperature if logits else None
-    states = None
-    if hidden:
-        p = batch.prompt_length
-        states = out.hidden_states[-1][:, p - 1 : p + response_length - 1].float()
-    return scaled, states
-
-
-# --------------------------------------------------------------------------------------------------
-# The critic
-
-
-class Critic(nn.Module):
-    """V(s_t) for every response position.
-
-    head: a linear head reading the policy's last hidden states, detached, so only the policy
-    objective moves the policy (TRPO's trust region covers the policy alone); cheap, no second model.
-    separate: its own copy of the base model with its own LoRA adapter (peft=none: a fully trained
-    copy), plus the linear head; stronger, at the memory and compute of a second model.
-    """
-
-    def __init__(self, kind: str, policy, model_cfg=None, peft_cfg=None):
-        super().__init__()
-        self.kind = kind
-        self.trunk = None
-        if kind == "separate":
-            self.trunk = models.apply_peft(models.load_model(model_cfg), peft_cfg).eval()
-        hidden_size = (self.trunk or policy).config.get_text_config().hidden_size
-        self.head = nn.Linear(hidden_size, 1).to(policy.device)
-        # Zero init: V = 0 before any training, and no noise in the first advantages.
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
-
-    def values(self, batch: Batch, policy_hidden: torch.Tensor | None) -> torch.Tensor:
-        if self.trunk is None:
-            hidden = policy_hidden.detach()
-        else:
-            _, hidden = response_forward(self.trunk, batch, 1.0, hidden=True, logits=False)
-        return self.head(hidden).squeeze(-1) * batch.response_mask
-
-    def trainable_state(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach().contiguous() for n, p in self.named_parameters() if p.requires_grad}
-
-    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
-        missing = set(self.trainable_state()) - set(state)
-        if missing:
-            raise ConfigError(f"checkpoint lacks critic weights {sorted(missing)[0]} (critic={self.kind})")
-        self.load_state_dict(state, strict=False)
-
-
-# --------------------------------------------------------------------------------------------------
-# The training loop
 
 
 class PolicyGradientTrainer:
@@ -618,10 +309,3 @@ class PolicyGradientTrainer:
         self.state = json.loads((folder / "trainer_state.json").read_text())
         log.info("resumed %s at step %d from %s", self.algorithm, self.state["global_step"], folder)
         return int(self.state["global_step"])
-
-
-def clip_grad_norm(params, max_norm: float) -> float:
-    params = [p for p in params if p.grad is not None]
-    if not params:
-        return 0.0
-    return float(torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm and max_norm > 0 else float("inf")))

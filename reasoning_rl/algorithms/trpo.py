@@ -25,17 +25,11 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from reasoning_rl import parallel
 from reasoning_rl.algorithms.base import register_algorithm
+from reasoning_rl.algorithms.batch import Batch, response_forward
 from reasoning_rl.algorithms.common import TrainContext
-from reasoning_rl.algorithms.policy_gradient import (
-    Batch,
-    PolicyGradientTrainer,
-    RolloutConfig,
-    clip_grad_norm,
-    entropy,
-    masked_mean,
-    response_forward,
-    token_logprobs,
-)
+from reasoning_rl.algorithms.pg_ops import clip_grad_norm, entropy, masked_mean, token_logprobs
+from reasoning_rl.algorithms.policy_gradient import PolicyGradientTrainer
+from reasoning_rl.algorithms.rollout_config import RolloutConfig
 from reasoning_rl.algorithms.trust_region import (
     FisherVectorProduct,
     backtracking_line_search,

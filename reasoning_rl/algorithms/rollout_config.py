@@ -1,0 +1,141 @@
+"""PPO's and TRPO's shared settings: `algorithm.*` by field name, plus the batch, schedule and seed
+from `hparams`, `generation` and the launch; each bad value is one ConfigError before a model loads."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from omegaconf import DictConfig, OmegaConf
+from transformers import SchedulerType
+
+from reasoning_rl import parallel
+from reasoning_rl.errors import ConfigError
+from reasoning_rl.grading import REWARDS
+
+CRITICS = ("head", "separate")
+
+
+# --------------------------------------------------------------------------------------------------
+# Config
+
+
+@dataclass
+class RolloutConfig:
+    """Settings shared by PPO and TRPO: `algorithm.*` by field name, plus a few from hparams/generation."""
+
+    rewards: list[str] = field(default_factory=lambda: ["correctness"])
+    reward_weights: list[float] = field(default_factory=lambda: [1.0])
+    num_generations: int = 4  # completions sampled per prompt
+    gamma: float = 1.0  # discount per token
+    lam: float = 0.95  # GAE λ: 0 = one-step TD, 1 = Monte-Carlo returns
+    kl_coef: float = 0.05  # per-token penalty β·(log π_old − log π_ref); 0 skips the reference pass
+    whiten_advantages: bool = True
+    critic: str = "head"  # head: linear head on the policy's last hidden states | separate: own model copy + head
+    critic_learning_rate: float = 1.0e-4
+    minibatch_size: int | None = None  # sequences per forward/backward pass; None: the whole rollout batch
+    # From hparams (shared with the TRL algorithms, with GRPO's meaning) and generation:
+    rollout_size: int = 8  # sequences per step: per_device_train_batch_size x gradient_accumulation_steps
+    learning_rate: float = 1.0e-5
+    max_steps: int = -1
+    num_train_epochs: float = 1.0
+    lr_scheduler_type: str = "constant"
+    warmup_steps: float = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    temperature: float = 0.7  # the sampler's; log-probs are of the same tempered distribution
+    seed: int = 0
+    processes: int = 1  # data parallel: each rolls out and trains on its 1/processes of every batch
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig):
+        algo = OmegaConf.to_container(cfg.algorithm, resolve=True)
+        hparams = OmegaConf.to_container(cfg.hparams, resolve=True)
+        own = {f.name for f in dataclasses.fields(cls)} - set(_FROM_HPARAMS) - _NOT_ALGORITHM_KEYS
+        unknown = sorted(set(algo) - own - {"name"})
+        if unknown:
+            raise ConfigError(f"algorithm.{unknown[0]} is not an option of {cls.__name__} ({cfg.algorithm.name})")
+        values = {k: v for k, v in algo.items() if k != "name"}
+        values.update({ours: hparams[theirs] for ours, theirs in _FROM_HPARAMS.items() if theirs in hparams})
+        # Completions per step as GRPO counts them, so one hparams group gives every algorithm the same budget.
+        values["rollout_size"] = (hparams.get("per_device_train_batch_size", 8)
+                                  * hparams.get("gradient_accumulation_steps", 1))
+        values.update(temperature=float(cfg.generation.temperature), seed=int(cfg.seed),
+                      processes=parallel.world_size())
+        config = cls(**values)
+        if config.minibatch_size is None:
+            config.minibatch_size = config.rollout_size
+        config.validate()
+        return config
+
+    @property
+    def prompts_per_step(self) -> int:
+        return self.rollout_size // self.num_generations
+
+    @property
+    def local_minibatch(self) -> int:
+        """Sequences per forward/backward pass in each process: `minibatch_size` counts all of them."""
+        return self.minibatch_size // self.processes
+
+    def validate(self) -> None:
+        """One clear ConfigError per bad value, before any model loads."""
+        unknown = [r for r in self.rewards if r not in REWARDS]
+        if unknown:
+            raise ConfigError(f"algorithm.rewards: unknown reward {unknown[0]!r}; known: {sorted(REWARDS)}")
+        if len(self.reward_weights) != len(self.rewards):
+            raise ConfigError(f"algorithm.reward_weights has {len(self.reward_weights)} values "
+                              f"for {len(self.rewards)} rewards")
+        for name in ("gamma", "lam"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"algorithm.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.kl_coef < 0:
+            raise ConfigError(f"algorithm.kl_coef must be >= 0 (0 disables the KL penalty), got {self.kl_coef}")
+        if self.critic not in CRITICS:
+            raise ConfigError(f"algorithm.critic={self.critic!r} is not one of {list(CRITICS)}")
+        if not self.critic_learning_rate > 0:
+            raise ConfigError(f"algorithm.critic_learning_rate={self.critic_learning_rate}: the critic would have "
+                              "no trainable parameters that move; it must be > 0")
+        for name in ("num_generations", "minibatch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"algorithm.{name} must be >= 1, got {getattr(self, name)}")
+        if self.rollout_size < 1 or self.rollout_size % self.num_generations:
+            raise ConfigError(
+                f"hparams.per_device_train_batch_size x gradient_accumulation_steps = {self.rollout_size} "
+                f"sequences per step must be a positive multiple of algorithm.num_generations = {self.num_generations}"
+            )
+        if self.minibatch_size > self.rollout_size:
+            raise ConfigError(
+                f"algorithm.minibatch_size={self.minibatch_size} is larger than the rollout batch: "
+                f"hparams.per_device_train_batch_size x gradient_accumulation_steps = {self.rollout_size} sequences "
+                f"({self.prompts_per_step} prompts x num_generations={self.num_generations})"
+            )
+        for what, count in (("prompts per step", self.prompts_per_step),
+                            ("algorithm.minibatch_size", self.minibatch_size)):
+            if count % self.processes:  # every process must take the same number of sequences through each step
+                raise ConfigError(f"{what} = {count} does not split over {self.processes} processes; make "
+                                  f"hparams.per_device_train_batch_size x gradient_accumulation_steps and "
+                                  f"algorithm.minibatch_size multiples of num_generations x {self.processes}")
+        if not self.temperature > 0:
+            raise ConfigError("generation.temperature must be > 0 for policy-gradient training "
+                              "(greedy has no log-probs to ratio)")
+        if self.max_steps <= 0 and self.num_train_epochs <= 0:
+            raise ConfigError("set hparams.max_steps > 0 or hparams.num_train_epochs > 0")
+        try:
+            SchedulerType(self.lr_scheduler_type)
+        except ValueError:
+            raise ConfigError(
+                f"hparams.lr_scheduler_type={self.lr_scheduler_type!r} is not a transformers scheduler") from None
+
+
+_NOT_ALGORITHM_KEYS = {"rollout_size", "temperature", "seed", "processes"}  # set from hparams, generation, the launch
+
+# our field -> hparams key
+_FROM_HPARAMS = {
+    "learning_rate": "learning_rate",
+    "max_steps": "max_steps",
+    "num_train_epochs": "num_train_epochs",
+    "lr_scheduler_type": "lr_scheduler_type",
+    "warmup_steps": "warmup_steps",
+    "weight_decay": "weight_decay",
+    "max_grad_norm": "max_grad_norm",
+}
