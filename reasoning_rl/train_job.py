@@ -13,12 +13,8 @@ from transformers import set_seed
 from reasoning_rl import models, warm_start
 from reasoning_rl.algorithms import ALGORITHMS, configured
 from reasoning_rl.algorithms.common import TrainContext
-from reasoning_rl.callbacks.checkpoint import (
-    CheckpointCallback,
-    check_resumable,
-    has_complete_checkpoint,
-    latest_loadable_checkpoint,
-)
+from reasoning_rl.callbacks.checkpoint import CheckpointCallback
+from reasoning_rl.checkpointing import check_resumable, has_complete_checkpoint, latest_loadable_checkpoint
 from reasoning_rl.data import check_contamination, grader_options, load_problems
 from reasoning_rl.errors import ConfigError, Preempted
 from reasoning_rl.evaluation import check_eval_config, check_generation_config

@@ -295,7 +295,7 @@ def test_orpo_smoke_runs_on_default_data(tmp_path):
 
 @pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_orpo_round_weights_reach_the_disk_before_complete(tmp_path, monkeypatch):
-    from reasoning_rl.callbacks.checkpoint import COMPLETE_MARKER
+    from reasoning_rl.checkpointing import COMPLETE_MARKER
     from tests.reliability.disk import assert_synced_before_marker, record_fsyncs
     from tests.test_ppo_trpo import tiny_lm
 

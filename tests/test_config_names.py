@@ -183,7 +183,7 @@ def test_a_grpo_checkpoint_from_before_the_shared_names_still_resumes(tmp_path):
 
     import pytest as _pytest
 
-    from reasoning_rl.callbacks.checkpoint import check_resumable, fingerprint
+    from reasoning_rl.checkpointing import check_resumable, fingerprint
     from reasoning_rl.errors import ConfigError
 
     now = {"algorithm": {"name": "grpo", "num_generations": 8, "kl_coef": 0.0,

@@ -130,7 +130,7 @@ def test_train_job_refuses_before_loading(overrides, message, tmp_path):
 
 
 def test_a_run_checkpointed_before_peft_spellings_resumes(tmp_path):
-    from reasoning_rl.callbacks.checkpoint import check_resumable
+    from reasoning_rl.checkpointing import check_resumable
 
     before = {"peft": {"name": "lora", "r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear",
                        "bias": "none"}, "seed": 0}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from reasoning_rl.callbacks.checkpoint import COMPLETE_MARKER, latest_complete_checkpoint
+from reasoning_rl.checkpointing import COMPLETE_MARKER, latest_complete_checkpoint
 from reasoning_rl.data import registry
 from reasoning_rl.grading import REWARDS, get_grader, get_reward_funcs
 from tests.helpers import REPO, run_job
@@ -362,7 +362,7 @@ def test_checkpoint_rng_state_round_trips_without_unpickling(tmp_path, caplog):
     import numpy as np
     import torch
 
-    from reasoning_rl.algorithms.rng_state import load_rng, save_rng
+    from reasoning_rl.checkpointing import load_rng, save_rng
 
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
     save_rng(tmp_path)
@@ -457,7 +457,7 @@ DAMAGE = {  # file -> what a crash or a bad disk left of it
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 def test_resume_skips_a_damaged_newest_checkpoint(damage, tmp_path, caplog):
-    from reasoning_rl.callbacks.checkpoint import latest_loadable_checkpoint
+    from reasoning_rl.checkpointing import latest_loadable_checkpoint
 
     _crafted_checkpoint(tmp_path, 10)
     newest = _crafted_checkpoint(tmp_path, 20)
@@ -471,7 +471,7 @@ def test_resume_skips_a_damaged_newest_checkpoint(damage, tmp_path, caplog):
 
 
 def test_resume_with_no_loadable_checkpoint_is_an_error_not_a_restart(tmp_path):
-    from reasoning_rl.callbacks.checkpoint import latest_loadable_checkpoint
+    from reasoning_rl.checkpointing import latest_loadable_checkpoint
     from reasoning_rl.errors import DataError
 
     assert latest_loadable_checkpoint(tmp_path / "none") is None  # nothing there: a fresh start
@@ -483,7 +483,7 @@ def test_resume_with_no_loadable_checkpoint_is_an_error_not_a_restart(tmp_path):
 
 @pytest.mark.parametrize("keep", [0, -1, 1, 2, 5, None])
 def test_rotation_never_leaves_zero_complete_checkpoints(keep, tmp_path):
-    from reasoning_rl.callbacks.checkpoint import complete_checkpoints, rotate_checkpoints
+    from reasoning_rl.checkpointing import complete_checkpoints, rotate_checkpoints
 
     for step in (1, 2, 3, 4):
         _crafted_checkpoint(tmp_path, step)
@@ -513,7 +513,8 @@ def test_checkpoint_keep_must_leave_a_checkpoint(keep):
 def test_trainer_checkpoint_is_on_disk_before_complete_and_rotated_after(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from reasoning_rl.callbacks.checkpoint import PREEMPTION_SIGNALS, CheckpointCallback, complete_checkpoints
+    from reasoning_rl.callbacks.checkpoint import PREEMPTION_SIGNALS, CheckpointCallback
+    from reasoning_rl.checkpointing import complete_checkpoints
     from tests.reliability.disk import assert_synced_before_marker, record_fsyncs
 
     handlers = {sig: signal.getsignal(sig) for sig in PREEMPTION_SIGNALS}
@@ -530,7 +531,7 @@ def test_trainer_checkpoint_is_on_disk_before_complete_and_rotated_after(tmp_pat
 
 
 def test_resume_fingerprint_includes_generation_settings(tmp_path, caplog):
-    from reasoning_rl.callbacks.checkpoint import check_resumable
+    from reasoning_rl.checkpointing import check_resumable
     from reasoning_rl.errors import ConfigError
 
     base = {"seed": 0, "hparams": {"learning_rate": 1e-5},

@@ -101,7 +101,7 @@ def test_bad_training_config_is_one_clear_line(overrides, message, tmp_path):
 
 
 def test_resume_refuses_a_different_config(tmp_path):
-    from reasoning_rl.callbacks.checkpoint import check_resumable
+    from reasoning_rl.checkpointing import check_resumable
     from reasoning_rl.errors import ConfigError
 
     base = {"model": {"name_or_path": "m"}, "hparams": {"learning_rate": 1e-5}, "seed": 0,

@@ -29,7 +29,7 @@ from omegaconf import DictConfig
 from reasoning_rl.algorithms.base import register_algorithm
 from reasoning_rl.algorithms.common import TrainContext, trainer_kwargs
 from reasoning_rl.algorithms.self_samples import CHOSEN, build_pairs, read_rows, sample_and_grade, write_rows
-from reasoning_rl.callbacks.checkpoint import COMPLETE_MARKER, latest_loadable_checkpoint, mark_complete
+from reasoning_rl.checkpointing import COMPLETE_MARKER, latest_loadable_checkpoint, load_weights, mark_complete
 from reasoning_rl.data.base import Problem
 from reasoning_rl.errors import ConfigError, UserError
 
@@ -60,24 +60,6 @@ def round_problems(problems: list[Problem], round_: int, per_round: int, seed: i
     random.Random(seed).shuffle(order)
     k = min(per_round, len(problems))
     return [problems[order[((round_ - 1) * k + i) % len(order)]] for i in range(k)]
-
-
-def load_weights(model, folder: Path) -> None:
-    """Put the weights saved by `model.save_pretrained(folder)` back into `model`."""
-    from peft import PeftModel
-    from peft.utils import load_peft_weights, set_peft_model_state_dict
-
-    if isinstance(model, PeftModel):
-        result = set_peft_model_state_dict(model, load_peft_weights(str(folder)))
-        if result.unexpected_keys:
-            raise UserError(f"{folder} does not match this adapter (e.g. {result.unexpected_keys[0]})")
-    else:
-        from safetensors.torch import load_file
-
-        state = {}
-        for file in sorted(folder.glob("*.safetensors")):
-            state.update(load_file(file))
-        model.load_state_dict(state, strict=False)
 
 
 def save_round(final: Path, model, round_: int, global_step: int) -> None:

@@ -47,14 +47,16 @@ from reasoning_rl.algorithms.pg_ops import (
     token_logprobs,
     whiten,
 )
-from reasoning_rl.algorithms.rng_state import load_rng, save_rng
 from reasoning_rl.algorithms.rollout_config import RolloutConfig
-from reasoning_rl.callbacks.checkpoint import (
-    CheckpointCallback,
+from reasoning_rl.callbacks.checkpoint import CheckpointCallback
+from reasoning_rl.checkpointing import (
     complete_checkpoints,
+    load_rng,
+    load_weights,
     mark_complete,
     no_loadable_checkpoint,
     rotate_checkpoints,
+    save_rng,
     warn_unloadable,
 )
 from reasoning_rl.errors import UserError
@@ -298,8 +300,6 @@ class PolicyGradientTrainer:
         raise no_loadable_checkpoint(self.ctx.checkpoint_dir, first)
 
     def load_checkpoint(self, folder: Path) -> int:
-        from reasoning_rl.algorithms.orpo import load_weights
-
         load_weights(self.policy, folder)
         self.critic.load_trainable_state(load_file(folder / "critic.safetensors", device=str(self.device)))
         saved = torch.load(folder / "optimizer.pt", map_location=self.device, weights_only=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from reasoning_rl.callbacks.checkpoint import COMPLETE_MARKER
+from reasoning_rl.checkpointing import COMPLETE_MARKER
 
 
 def record_fsyncs(monkeypatch) -> list[tuple[Path, bool]]:
