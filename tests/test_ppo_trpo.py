@@ -325,6 +325,33 @@ def test_default_configs_pass_their_checks(algorithm):
     get_algorithm(algorithm).check_config(compose(f"algorithm={algorithm}", "hparams=gpu"))
 
 
+@pytest.mark.parametrize("algorithm", ["ppo", "trpo"])
+def test_every_typed_key_has_its_value_in_conf_only(algorithm):
+    """schemas.py gives the types and no value; conf/algorithm/ gives every value: nothing is left unset."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    from reasoning_rl.algorithms.schemas import SCHEMAS
+
+    keys = SCHEMAS[f"_{algorithm}_keys"]
+    assert all(f.default == "???" for f in dataclasses.fields(keys))  # no second set of defaults
+    cfg = compose(f"algorithm={algorithm}")
+    assert OmegaConf.get_type(cfg.algorithm) is keys
+    assert OmegaConf.missing_keys(cfg.algorithm) == set()
+    assert set(cfg.algorithm) == {f.name for f in dataclasses.fields(keys)}
+
+
+@pytest.mark.parametrize("override,problem", [("algorithm.clip_rang=0.3", "clip_rang"),
+                                              ("algorithm.ppo_epochs=two", "ppo_epochs")])
+def test_a_misspelt_or_mistyped_ppo_key_fails_while_composing(override, problem):
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException, match=problem):
+        compose("algorithm=ppo", override)
+    compose("algorithm=ppo", "algorithm.clip_range=0.3", "algorithm.ppo_epochs=3")  # the right spellings compose
+
+
 @pytest.mark.parametrize(
     "overrides,message",
     [

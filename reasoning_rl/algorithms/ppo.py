@@ -26,14 +26,13 @@ from reasoning_rl.algorithms.common import TrainContext
 from reasoning_rl.algorithms.pg_ops import clip_grad_norm, entropy, masked_mean, token_logprobs
 from reasoning_rl.algorithms.policy_gradient import PolicyGradientTrainer
 from reasoning_rl.algorithms.rollout_config import RolloutConfig
+from reasoning_rl.algorithms.schemas import PPOKeys
 from reasoning_rl.errors import ConfigError
 
 
 @dataclass
-class PPOConfig(RolloutConfig):
-    clip_range: float = 0.2  # ε of the clipped ratio
-    vf_clip: float | None = 0.2  # value clipping around the rollout values; null disables it
-    ppo_epochs: int = 2  # passes over each rollout batch
+class PPOConfig(RolloutConfig, PPOKeys):
+    """algorithm=ppo's keys (schemas.PPOKeys) with the shared rollout settings."""
 
     def validate(self) -> None:
         super().validate()

@@ -4,12 +4,13 @@ from `hparams`, `generation` and the launch; each bad value is one ConfigError b
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from transformers import SchedulerType
 
 from reasoning_rl import parallel
+from reasoning_rl.algorithms.schemas import PolicyGradientKeys
 from reasoning_rl.errors import ConfigError
 from reasoning_rl.grading import REWARDS
 
@@ -21,19 +22,10 @@ CRITICS = ("head", "separate")
 
 
 @dataclass
-class RolloutConfig:
-    """Settings shared by PPO and TRPO: `algorithm.*` by field name, plus a few from hparams/generation."""
+class RolloutConfig(PolicyGradientKeys):
+    """Settings shared by PPO and TRPO: `algorithm.*` by field name (typed in schemas.py, valued in
+    conf/algorithm/), plus a few from hparams, generation and the launch."""
 
-    rewards: list[str] = field(default_factory=lambda: ["correctness"])
-    reward_weights: list[float] = field(default_factory=lambda: [1.0])
-    num_generations: int = 4  # completions sampled per prompt
-    gamma: float = 1.0  # discount per token
-    lam: float = 0.95  # GAE λ: 0 = one-step TD, 1 = Monte-Carlo returns
-    kl_coef: float = 0.05  # per-token penalty β·(log π_old − log π_ref); 0 skips the reference pass
-    whiten_advantages: bool = True
-    critic: str = "head"  # head: linear head on the policy's last hidden states | separate: own model copy + head
-    critic_learning_rate: float = 1.0e-4
-    minibatch_size: int | None = None  # sequences per forward/backward pass; None: the whole rollout batch
     # From hparams (shared with the TRL algorithms, with GRPO's meaning) and generation:
     rollout_size: int = 8  # sequences per step: per_device_train_batch_size x gradient_accumulation_steps
     learning_rate: float = 1.0e-5
@@ -52,10 +44,14 @@ class RolloutConfig:
         algo = OmegaConf.to_container(cfg.algorithm, resolve=True)
         hparams = OmegaConf.to_container(cfg.hparams, resolve=True)
         own = {f.name for f in dataclasses.fields(cls)} - set(_FROM_HPARAMS) - _NOT_ALGORITHM_KEYS
-        unknown = sorted(set(algo) - own - {"name"})
+        unknown = sorted(set(algo) - own)
         if unknown:
             raise ConfigError(f"algorithm.{unknown[0]} is not an option of {cls.__name__} ({cfg.algorithm.name})")
-        values = {k: v for k, v in algo.items() if k != "name"}
+        values = dict(algo)
+        unset = sorted(k for k in own if values.get(k, MISSING) == MISSING)
+        if unset:  # composed without conf/algorithm/_policy_gradient.yaml, e.g. a hand-written config
+            raise ConfigError(f"algorithm.{unset[0]} has no value ({cfg.algorithm.name}): "
+                              "conf/algorithm/_policy_gradient.yaml sets it")
         values.update({ours: hparams[theirs] for ours, theirs in _FROM_HPARAMS.items() if theirs in hparams})
         # Completions per step as GRPO counts them, so one hparams group gives every algorithm the same budget.
         values["rollout_size"] = (hparams.get("per_device_train_batch_size", 8)

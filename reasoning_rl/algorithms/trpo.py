@@ -30,6 +30,7 @@ from reasoning_rl.algorithms.common import TrainContext
 from reasoning_rl.algorithms.pg_ops import clip_grad_norm, entropy, masked_mean, token_logprobs
 from reasoning_rl.algorithms.policy_gradient import PolicyGradientTrainer
 from reasoning_rl.algorithms.rollout_config import RolloutConfig
+from reasoning_rl.algorithms.schemas import TRPOKeys
 from reasoning_rl.algorithms.trust_region import (
     FisherVectorProduct,
     backtracking_line_search,
@@ -41,14 +42,8 @@ from reasoning_rl.errors import ConfigError
 
 
 @dataclass
-class TRPOConfig(RolloutConfig):
-    max_kl: float = 0.01  # δ: the trust region, mean per-token KL(π_old ‖ π_new)
-    cg_iters: int = 10  # conjugate-gradient iterations = Fisher-vector products per step
-    damping: float = 0.1  # F + damping·I
-    backtrack_ratio: float = 0.5  # β
-    max_backtracks: int = 10  # step sizes tried: s, s·β, …, s·β^(max_backtracks−1)
-    value_epochs: int = 4  # critic passes over each rollout batch
-    fisher_fraction: float = 1.0  # share of the rollout's sequences the Fisher is estimated on
+class TRPOConfig(RolloutConfig, TRPOKeys):
+    """algorithm=trpo's keys (schemas.TRPOKeys) with the shared rollout settings."""
 
     def validate(self) -> None:
         super().validate()
