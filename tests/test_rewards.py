@@ -1,7 +1,7 @@
 import pytest
 
 from reasoning_rl.errors import ConfigError
-from reasoning_rl.grading import REWARDS, get_grader, get_reward_funcs, register_reward
+from reasoning_rl.grading import REWARDS, check_rewards, get_grader, get_reward_funcs, register_reward
 
 COMPLETIONS = [
     "<think>9 * 2</think>\n<answer>18</answer>",  # right, strict
@@ -63,3 +63,32 @@ def test_unknown_reward():
     assert isinstance(info.value, ConfigError)
     with pytest.raises(ValueError, match="already registered"):
         register_reward("correctness")(lambda completions, **kwargs: [])
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "ppo", "trpo"])
+def test_the_reward_group_pays_every_rl_algorithm_and_algorithm_keys_still_win(algorithm):
+    import yaml
+    from hydra import compose, initialize_config_dir
+
+    from tests.helpers import REPO
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        for option in ("strict", "correctness", "shaped"):
+            chosen = yaml.safe_load((REPO / "conf" / "reward" / f"{option}.yaml").read_text())
+            cfg = compose("train", [f"algorithm={algorithm}", f"reward={option}"])
+            assert list(cfg.algorithm.rewards) == chosen["names"]
+            assert list(cfg.algorithm.reward_weights) == chosen["weights"]
+            check_rewards(list(cfg.algorithm.rewards), list(cfg.algorithm.reward_weights))
+        own = compose("train", [f"algorithm={algorithm}", "reward=shaped", "algorithm.rewards=[correctness]",
+                                "algorithm.reward_weights=[2.0]"])
+        assert list(own.algorithm.rewards) == ["correctness"] and list(own.algorithm.reward_weights) == [2.0]
+
+
+def test_check_rewards_names_the_problem():
+    with pytest.raises(ConfigError, match="nope"):
+        check_rewards(["correctness", "nope"], [1.0, 1.0])
+    with pytest.raises(ConfigError, match="reward_weights has 1 values for 2 rewards"):
+        check_rewards(["correctness", "format_strict"], [1.0])
+    with pytest.raises(ConfigError, match="must be numbers"):
+        check_rewards(["correctness"], [True])
+    check_rewards(["correctness", "format_strict"], [1.0, 0.5])

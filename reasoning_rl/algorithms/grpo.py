@@ -20,7 +20,7 @@ from reasoning_rl.algorithms.common import TrainContext, problem_rows, trainer_k
 from reasoning_rl.errors import ConfigError
 from reasoning_rl.generation import budget_forcing_from_cfg
 from reasoning_rl.generation.rollout import backend_rollout
-from reasoning_rl.grading import REWARDS, get_reward_funcs
+from reasoning_rl.grading import check_rewards, get_reward_funcs
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +56,7 @@ def check_config(cfg: DictConfig) -> None:
     if algo.args.get("num_generations", 8) < 2:
         raise ConfigError(f"algorithm.num_generations must be >= 2 (got {algo.args.get('num_generations')}): "
                           "GRPO's advantages compare completions of one prompt")
-    unknown = [r for r in algo.rewards if r not in REWARDS]
-    if unknown:
-        raise ConfigError(f"algorithm.rewards: unknown reward {unknown[0]!r}; known: {sorted(REWARDS)}")
-    if len(algo.reward_weights) != len(algo.rewards):
-        raise ConfigError(f"algorithm.reward_weights has {len(algo.reward_weights)} values "
-                          f"for {len(algo.rewards)} rewards")
-    if not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in algo.reward_weights):
-        raise ConfigError(f"algorithm.reward_weights must be numbers, got {list(algo.reward_weights)}")
+    check_rewards(list(algo.rewards), list(algo.reward_weights))
     if algo.get("rollouts", "trl") not in ("trl", "ours"):
         raise ConfigError(f"algorithm.rollouts={algo.rollouts!r} is not one of ['trl', 'ours']")
     if algo.get("rollouts", "trl") == "ours" and cfg.generation.backend == "vllm":

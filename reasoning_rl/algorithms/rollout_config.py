@@ -12,7 +12,7 @@ from transformers import SchedulerType
 from reasoning_rl import parallel
 from reasoning_rl.algorithms.schemas import PolicyGradientKeys
 from reasoning_rl.errors import ConfigError
-from reasoning_rl.grading import REWARDS
+from reasoning_rl.grading import check_rewards
 
 CRITICS = ("head", "separate")
 
@@ -75,12 +75,7 @@ class RolloutConfig(PolicyGradientKeys):
 
     def validate(self) -> None:
         """One clear ConfigError per bad value, before any model loads."""
-        unknown = [r for r in self.rewards if r not in REWARDS]
-        if unknown:
-            raise ConfigError(f"algorithm.rewards: unknown reward {unknown[0]!r}; known: {sorted(REWARDS)}")
-        if len(self.reward_weights) != len(self.rewards):
-            raise ConfigError(f"algorithm.reward_weights has {len(self.reward_weights)} values "
-                              f"for {len(self.rewards)} rewards")
+        check_rewards(self.rewards, self.reward_weights)
         for name in ("gamma", "lam"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"algorithm.{name} must be in [0, 1], got {getattr(self, name)}")

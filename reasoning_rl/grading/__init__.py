@@ -19,6 +19,7 @@ from reasoning_rl.grading.graders import (
 )
 from reasoning_rl.grading.rewards import (
     REWARDS,
+    check_rewards,
     correctness,
     format_soft,
     format_strict,
@@ -30,6 +31,7 @@ __all__ = [
     "ANSWER_FORMATS",
     "GRADERS",
     "REWARDS",
+    "check_rewards",
     "ChoiceGrader",
     "Grader",
     "GridGrader",

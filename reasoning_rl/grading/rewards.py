@@ -74,6 +74,17 @@ def _bind(name: str, fn: Callable, grader: Grader, answer_format: str) -> Callab
     return reward
 
 
+def check_rewards(names: Sequence[str], weights: Sequence[float]) -> None:
+    """`algorithm.rewards` / `reward_weights` (the `reward` group's names and weights), before anything loads."""
+    unknown = [name for name in names if name not in REWARDS]
+    if unknown:
+        raise ConfigError(f"algorithm.rewards: {REWARDS.unknown(*unknown)}")
+    if len(weights) != len(names):
+        raise ConfigError(f"algorithm.reward_weights has {len(weights)} values for {len(names)} rewards")
+    if not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights):
+        raise ConfigError(f"algorithm.reward_weights must be numbers, got {list(weights)}")
+
+
 def get_reward_funcs(names: Sequence[str], *, grader: Grader, answer_format: str) -> list[Callable]:
     unknown = [name for name in names if name not in REWARDS]
     if unknown:
