@@ -469,3 +469,51 @@ def test_ppo_resume_falls_back_to_the_previous_checkpoint(damage, tmp_path, capl
     (tmp_path / "checkpoints" / "checkpoint-1" / "critic.safetensors").write_bytes(b"")
     with pytest.raises(DataError, match="no complete checkpoint"):  # not a silent restart from step 0
         trainer.resume(newest)
+
+
+# ---- a step without reward signal
+
+
+def test_only_scores_that_differ_or_a_kl_term_carry_a_signal():
+    from reasoning_rl.algorithms.policy_gradient import has_signal
+
+    assert not has_signal([0.0, 0.0, 0.0, 0.0], kl_coef=0.0)
+    assert not has_signal([1.5, 1.5], kl_coef=0.0)  # every answer right is no signal either
+    assert has_signal([0.0, 0.0, 1.0, 0.0], kl_coef=0.0)
+    assert has_signal([0.0, 0.0], kl_coef=0.05)
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "trpo"])
+def test_a_step_without_signal_leaves_the_policy_where_it_was_and_trains_the_critic(algorithm):
+    """Random advantages stand for the critic's errors that whitening blows up when every score is equal."""
+    from reasoning_rl.algorithms.ppo import PPOConfig, PPOTrainer
+    from reasoning_rl.algorithms.trpo import TRPOConfig, TRPOTrainer
+
+    trainer_cls, config_cls = {"ppo": (PPOTrainer, PPOConfig), "trpo": (TRPOTrainer, TRPOConfig)}[algorithm]
+    config = config_cls.from_cfg(compose(f"algorithm={algorithm}", "algorithm.num_generations=2", "algorithm.kl_coef=0",
+                                         "algorithm.minibatch_size=2", "hparams.per_device_train_batch_size=2",
+                                         "hparams.learning_rate=0.05"))
+
+    def step(signal: bool) -> tuple[bool, bool]:
+        trainer = trainer_cls.__new__(trainer_cls)
+        trainer.config, trainer.policy, trainer.device, trainer.state = config, tiny_lm(), "cpu", {"global_step": 0}
+        trainer.policy_params = [p for p in trainer.policy.parameters() if p.requires_grad]
+        trainer.critic = Critic("head", trainer.policy)
+        trainer.optimizer = trainer.build_optimizer()
+        batch = tiny_batch()
+        with torch.no_grad():
+            logits, batch.hidden = response_forward(trainer.policy, batch, config.temperature, hidden=True)
+            batch.old_logprobs = token_logprobs(logits, batch.response_ids) * batch.response_mask
+            batch.values = trainer.critic.values(batch, batch.hidden)
+        batch.advantages = torch.randn(batch.response_mask.shape, generator=torch.Generator().manual_seed(0))
+        batch.advantages *= batch.action_mask
+        batch.returns = torch.ones_like(batch.values) * batch.response_mask  # every sequence scored 1
+        batch.has_signal = signal
+        policy = {n: p.detach().clone() for n, p in trainer.policy.named_parameters() if p.requires_grad}
+        head = trainer.critic.head.bias.detach().clone()
+        trainer.update(batch, step=1)
+        moved = any(not torch.equal(policy[n], p) for n, p in trainer.policy.named_parameters() if p.requires_grad)
+        return moved, not torch.equal(head, trainer.critic.head.bias)
+
+    assert step(signal=False) == (False, True)
+    assert step(signal=True)[0]  # the same batch with a signal does move the policy: the check can fail

@@ -26,6 +26,9 @@ class Batch:
     advantages: torch.Tensor | None = None
     returns: torch.Tensor | None = None
     hidden: torch.Tensor | None = None  # (B, R, H) policy hidden states at rollout (head critic)
+    # False when every sequence of the step (all processes) scored the same and there is no KL term: then
+    # every return is equal, the true advantages are all 0, and the policy must not move.
+    has_signal: bool = True
 
     @property
     def response_ids(self) -> torch.Tensor:

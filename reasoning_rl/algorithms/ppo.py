@@ -100,7 +100,9 @@ class PPOTrainer(PolicyGradientTrainer):
                     values, mb.values, mb.returns, mb.response_mask, config.vf_clip)
 
                 self.optimizer.zero_grad(set_to_none=True)
-                (policy_loss + value_loss).backward()
+                # No signal (Batch.has_signal): the critic's loss alone, so the policy has no gradient at all
+                # and AdamW leaves it as it is (a zero gradient would still move it by its momentum).
+                (policy_loss + value_loss if batch.has_signal else value_loss).backward()
                 parallel.mean_gradients([*self.policy_params, *critic_params])  # data parallel: one step for all
                 grad_norm = clip_grad_norm(self.policy_params, config.max_grad_norm)
                 clip_grad_norm(critic_params, config.max_grad_norm)

@@ -75,6 +75,10 @@ class TRPOTrainer(PolicyGradientTrainer):
     def update(self, batch: Batch, step: int) -> dict[str, float]:
         config, params = self.config, self.policy_params
         metrics = self.fit_critic(batch, step)
+        if not batch.has_signal:  # every return equal: no direction to step in (see Batch.has_signal)
+            accepted = self.state.get("accepted_steps", 0)
+            return {**metrics, "loss": metrics["value_loss"], "trust_region_kl": 0.0, "line_search_accepted": 0.0,
+                    "line_search_accepted_fraction": accepted / step, "surrogate_improvement": 0.0}
 
         # 2. The surrogate's gradient at θ_old; the old distributions are kept to measure KL later.
         grad, surrogate_before, old_logp, metrics["entropy"] = self.surrogate_gradient(batch)
