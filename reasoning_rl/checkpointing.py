@@ -9,7 +9,6 @@ RNG state as tensors plus JSON numbers).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -17,9 +16,9 @@ import random
 import re
 import shutil
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -35,6 +34,7 @@ FINGERPRINT_KEYS = ("model", "dataset", "prompt", "algorithm", "hparams", "peft"
 NOT_FINGERPRINTED = {"generation.batch_size", "generation.gpu_memory_utilization", "generation.enable_prefix_caching"}
 _STEP = re.compile(r"^checkpoint-(\d+)$")
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def complete_checkpoints(folder: Path) -> list[Path]:
@@ -57,8 +57,12 @@ def has_complete_checkpoint(folder: Path) -> bool:
                                    for p in folder.rglob(COMPLETE_MARKER))
 
 
-def checkpoint_problem(folder: Path) -> str | None:
-    """Why a complete checkpoint cannot be loaded (a truncated or garbled file), or None. Reads file
+class DamagedCheckpoint(Exception):
+    """A file of a complete checkpoint is truncated or garbled (not a UserError: an older one may load)."""
+
+
+def read_headers(folder: Path) -> None:
+    """Raise DamagedCheckpoint, naming the file, if a file of the checkpoint does not read back. Reads file
     headers only: safetensors headers, torch.save's zip directory, JSON."""
     from safetensors import safe_open
 
@@ -75,33 +79,40 @@ def checkpoint_problem(folder: Path) -> str | None:
             elif path.suffix == ".json":
                 json.loads(path.read_text())
         except Exception as exc:  # noqa: BLE001  (each reader has its own error types)
-            return f"{path.name}: {type(exc).__name__}: {str(exc)[:200]}"
+            raise DamagedCheckpoint(f"{path.name}: {type(exc).__name__}: {str(exc)[:200]}") from exc
+
+
+def load_newest(folder: Path, load: Callable[[Path], T], newest: Path | None = None) -> tuple[Path, T] | None:
+    """`load` the newest complete checkpoint of `folder` (at or before `newest`): one that fails to load
+    (a truncated or garbled file) is named in a warning and the next older one is tried. Returns (its
+    path, what `load` returned), or None when there is no complete checkpoint. A UserError (a checkpoint
+    of another setup) is not damage and is raised as is; all of them failing is a DataError, since
+    resuming from nothing would silently restart."""
+    complete = complete_checkpoints(folder)
+    if newest is not None:
+        complete = [p for p in complete if _step(p) <= _step(newest)]
+    for path in complete:
+        try:
+            return path, load(path)
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (safetensors, torch, zip, json: each its own errors)
+            log.warning("checkpoint %s cannot be loaded (%s: %s); falling back to the previous complete "
+                        "checkpoint", path, type(exc).__name__, str(exc)[:200])
+    if complete:
+        raise DataError(f"no complete checkpoint in {folder} can be loaded (newest: {complete[0].name}); "
+                        "delete them, or use checkpoint.resume=never to start over")
     return None
-
-
-def warn_unloadable(path: Path, problem: str) -> None:
-    log.warning("checkpoint %s cannot be loaded (%s); falling back to the previous complete checkpoint",
-                path, problem)
 
 
 def latest_loadable_checkpoint(folder: Path) -> Path | None:
-    """The newest complete checkpoint whose files read back; each newer one that does not is named
-    in a warning. All of them unreadable: an error (resuming from nothing would silently restart)."""
-    complete = complete_checkpoints(folder)
-    for path in complete:
-        problem = checkpoint_problem(path)
-        if problem is None:
-            return path
-        warn_unloadable(path, problem)
-    if complete:
-        raise no_loadable_checkpoint(folder, complete[0])
-    return None
+    """The newest complete checkpoint whose file headers read back (see load_newest)."""
+    found = load_newest(folder, read_headers)
+    return found[0] if found else None
 
 
-def no_loadable_checkpoint(folder: Path, newest: Path) -> DataError:
-    """Resuming from nothing would silently restart: what to raise when every complete checkpoint fails."""
-    return DataError(f"no complete checkpoint in {folder} can be loaded (newest: {newest.name}); "
-                     "delete them, or use checkpoint.resume=never to start over")
+def _step(checkpoint: Path) -> int:
+    return int(_STEP.match(checkpoint.name).group(1))
 
 
 def _fsync(path: Path) -> None:
@@ -136,7 +147,7 @@ def rotate_checkpoints(folder: Path, keep: int | None, protect: Path | None = No
     complete = complete_checkpoints(folder)
     if not complete:
         return
-    newest = int(_STEP.match(complete[0].name).group(1))
+    newest = _step(complete[0])
     stale = complete[keep:] + [p for p in folder.iterdir() if (m := _STEP.match(p.name))
                                and not (p / COMPLETE_MARKER).exists() and int(m.group(1)) < newest]
     for old in stale:
@@ -189,10 +200,6 @@ def check_resumable(folder: Path, config: Mapping[str, Any]) -> None:
             )
     else:
         path.write_text(json.dumps(current, indent=2, sort_keys=True, default=str))
-
-
-def config_digest(config: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(fingerprint(config), sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 # ---- RNG state: torch's generators as tensors in rng.pt, python's and numpy's as numbers in rng.json

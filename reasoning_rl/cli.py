@@ -8,6 +8,8 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 
+from reasoning_rl import parallel
+
 # A write failed for lack of room (EFBIG: a file size limit, e.g. `ulimit -f`).
 DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
@@ -55,7 +57,7 @@ def hydra_error_line(exc: BaseException) -> str:
 
 
 def run_hydra_job(hydra_main: Callable[[], None]) -> None:
-    if int(os.environ.get("RANK", "0")) > 0 and not any(a.startswith("hydra.output_subdir=") for a in sys.argv):
+    if parallel.rank() > 0 and not any(a.startswith("hydra.output_subdir=") for a in sys.argv):
         # Data parallel: rank 0 writes (and redacts) the run's .hydra/; another rank's copy would race it.
         sys.argv.append("hydra.output_subdir=null")
     problem = output_dir_problem(sys.argv[1:])

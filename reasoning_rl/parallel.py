@@ -1,13 +1,14 @@
 """Data parallel over processes (torchrun, `accelerate launch`, or one SLURM task per GPU).
 
 Every process runs the same job on its share of the work and they meet only here:
-- `shard(items)`: this process's share of a list (every W-th item from its rank);
+- `shard(items)`: this process's contiguous share of a list;
 - `gather(local)`: every share back, in the list's original order, on every process;
 - `mean(tensor)` / `total(tensor)`: an all-reduce, so every process takes the same step;
 - `split_batch(...)`: the per-process batch that keeps the global batch of a one-process run.
 
-With one process each is the identity, and nothing starts a process group. With several, the group is
-accelerate's (gloo on CPU, nccl on GPU), started from torchrun's variables on first use.
+With one process each is the identity, and nothing starts a process group. With several, each is
+accelerate's operation (split_between_processes, gather_object, reduce) on accelerate's process group
+(gloo on CPU, nccl on GPU), started from torchrun's variables on first use.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from reasoning_rl.errors import ConfigError
 
@@ -39,46 +40,54 @@ def own_seed(seed: int) -> int:
     return seed + 1_000_003 * rank()
 
 
-def _group():
-    """torch.distributed, its process group started if need be."""
-    import torch.distributed as dist
+def _state():
+    """accelerate's process state; its first use starts the process group from RANK / WORLD_SIZE /
+    MASTER_ADDR (gloo on CPU, nccl on GPU)."""
+    import torch
+    from accelerate import PartialState
 
-    if not dist.is_initialized():
-        from accelerate import PartialState
-
-        PartialState()  # reads RANK / WORLD_SIZE / MASTER_ADDR; the backend fits the device
-    return dist
+    # cpu=True on a CPU machine, as the TRL trainers' `use_cpu` gives: without it accelerate sees no
+    # distributed setup there, and its gather and reduce return this process's values alone.
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def shard(items: Sequence[T]) -> list[T]:
-    """Rank r's items r, r + W, r + 2W, …: shares differ by at most one, and `gather` undoes it."""
-    return list(items[rank()::world_size()])
+    """This process's contiguous share of `items` (accelerate's split_between_processes): shares
+    differ by at most one, and `gather` puts them back in order."""
+    if world_size() == 1:
+        return list(items)
+    with _state().split_between_processes(list(items)) as mine:
+        return list(mine)
 
 
 def gather(local: Sequence[T]) -> list[T]:
-    """The shards of every rank, interleaved back into the order `shard` took them from."""
-    size = world_size()
-    if size == 1:
+    """Every process's share, concatenated in rank order (accelerate's gather_object), on every process."""
+    if world_size() == 1:
         return list(local)
-    parts: list[Any] = [None] * size
-    _group().all_gather_object(parts, list(local))
-    total = sum(len(p) for p in parts)
-    return [parts[i % size][i // size] for i in range(total)]
+    from accelerate.utils import gather_object
+
+    _state()
+    return gather_object(list(local))
 
 
 def total(tensor):
-    """The sum over ranks (in place), the same on every rank."""
-    if world_size() > 1:
-        dist = _group()
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
+    """The sum over processes (accelerate's reduce), the same on every process."""
+    if world_size() == 1:
+        return tensor
+    from accelerate.utils import reduce
+
+    _state()
+    return reduce(tensor, reduction="sum")
 
 
 def mean(tensor):
-    """The mean over ranks (in place), the same on every rank."""
-    if world_size() > 1:
-        total(tensor).div_(world_size())
-    return tensor
+    """The mean over processes, the same on every process."""
+    if world_size() == 1:
+        return tensor
+    from accelerate.utils import reduce
+
+    _state()
+    return reduce(tensor, reduction="mean")
 
 
 def any_rank(flag: bool) -> bool:
@@ -117,7 +126,7 @@ def mean_gradients(params) -> None:
 
 def barrier() -> None:
     if world_size() > 1:
-        _group().barrier()
+        _state().wait_for_everyone()
 
 
 def split_batch(per_device: int, accumulation: int, processes: int | None = None) -> tuple[int, int]:

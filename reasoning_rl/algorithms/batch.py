@@ -20,7 +20,6 @@ class Batch:
     prompt_length: int  # P
     # Filled by the rollout:
     old_logprobs: torch.Tensor | None = None
-    ref_logprobs: torch.Tensor | None = None
     values: torch.Tensor | None = None
     rewards: torch.Tensor | None = None
     advantages: torch.Tensor | None = None

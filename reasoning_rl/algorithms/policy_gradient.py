@@ -49,17 +49,7 @@ from reasoning_rl.algorithms.pg_ops import (
 )
 from reasoning_rl.algorithms.rollout_config import RolloutConfig
 from reasoning_rl.callbacks.checkpoint import CheckpointCallback
-from reasoning_rl.checkpointing import (
-    complete_checkpoints,
-    load_rng,
-    load_weights,
-    mark_complete,
-    no_loadable_checkpoint,
-    rotate_checkpoints,
-    save_rng,
-    warn_unloadable,
-)
-from reasoning_rl.errors import UserError
+from reasoning_rl.checkpointing import load_newest, load_rng, load_weights, mark_complete, rotate_checkpoints, save_rng
 from reasoning_rl.generation import build_backend, sampling_params_from_cfg
 from reasoning_rl.grading import get_reward_funcs
 from reasoning_rl.prompts import apply_chat_template
@@ -123,12 +113,14 @@ class PolicyGradientTrainer:
     def step_problems(self, step: int):
         """Step s's prompts: the next slice of a seeded shuffle of the training set, reshuffled each epoch."""
         problems, per_step = self.ctx.train_problems, self.config.prompts_per_step
+        orders: dict[int, list[int]] = {}  # a step's slice spans at most two epochs
         picked = []
         for i in range((step - 1) * per_step, step * per_step):
             epoch, position = divmod(i, len(problems))
-            order = list(range(len(problems)))
-            random.Random(self.config.seed + epoch).shuffle(order)
-            picked.append(problems[order[position]])
+            if epoch not in orders:
+                orders[epoch] = list(range(len(problems)))
+                random.Random(self.config.seed + epoch).shuffle(orders[epoch])
+            picked.append(problems[orders[epoch][position]])
         return picked
 
     def response_token_ids(self, completion) -> list[int]:
@@ -152,14 +144,14 @@ class PolicyGradientTrainer:
         completions = self.backend.generate(prompts, sampling, progress=False)
 
         # 2. Sequence-level scores: weighted sum of the registry rewards.
-        texts = [c.text for group in completions for c in group]
+        flat_completions = [c for group in completions for c in group]
+        texts = [c.text for c in flat_completions]
         golds = [p.gold for p in problems for _ in range(config.num_generations)]
         per_reward = {fn.__name__: torch.tensor(fn(completions=texts, gold=golds), dtype=torch.float32)
                       for fn in self.reward_funcs}
         scores = sum(w * r for w, r in zip(config.reward_weights, per_reward.values()))
 
         prompt_ids = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
-        flat_completions = [c for group in completions for c in group]
         batch = make_batch(
             [prompt_ids[i // config.num_generations] for i in range(len(texts))],
             [self.response_token_ids(c) for c in flat_completions],
@@ -204,7 +196,7 @@ class PolicyGradientTrainer:
             "reward_std": float(scores.std()) if len(scores) > 1 else 0.0,
             **{f"rewards/{name}/mean": float(r.mean()) for name, r in per_reward.items()},
             "completions/mean_length": float(lengths.mean()),
-            "completions/clipped_ratio": sum(c.finish_reason == "length" for g in completions for c in g) / len(texts),
+            "completions/clipped_ratio": sum(c.finish_reason == "length" for c in flat_completions) / len(texts),
             "kl": float(masked_mean(kl, actions)),  # to the reference, per sampled token
             "value_mean": float(masked_mean(batch.values, mask)),
             "explained_variance": explained_variance(batch.values, batch.returns, mask),
@@ -294,17 +286,9 @@ class PolicyGradientTrainer:
 
     def resume(self, first: Path) -> int:
         """Load `first` (the newest complete checkpoint), or, if a file of it does not load, the next
-        older complete one; each that fails is named in a warning. Returns the step resumed at."""
-        candidates = [first, *[p for p in complete_checkpoints(self.ctx.checkpoint_dir) if p != first
-                               and int(p.name.split("-")[1]) < int(first.name.split("-")[1])]]
-        for folder in candidates:
-            try:
-                return self.load_checkpoint(folder)
-            except UserError:  # a checkpoint of another setup (critic kind, adapter): not damage
-                raise
-            except Exception as exc:  # noqa: BLE001  (safetensors, torch, json: each its own errors)
-                warn_unloadable(folder, f"{type(exc).__name__}: {str(exc)[:200]}")
-        raise no_loadable_checkpoint(self.ctx.checkpoint_dir, first)
+        older complete one. Returns the step resumed at."""
+        _, step = load_newest(self.ctx.checkpoint_dir, self.load_checkpoint, newest=first)
+        return step
 
     def load_checkpoint(self, folder: Path) -> int:
         load_weights(self.policy, folder)

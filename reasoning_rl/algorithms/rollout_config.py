@@ -52,7 +52,7 @@ class RolloutConfig(PolicyGradientKeys):
         if unset:  # composed without conf/algorithm/_policy_gradient.yaml, e.g. a hand-written config
             raise ConfigError(f"algorithm.{unset[0]} has no value ({cfg.algorithm.name}): "
                               "conf/algorithm/_policy_gradient.yaml sets it")
-        values.update({ours: hparams[theirs] for ours, theirs in _FROM_HPARAMS.items() if theirs in hparams})
+        values.update({key: hparams[key] for key in _FROM_HPARAMS if key in hparams})
         # Completions per step as GRPO counts them, so one hparams group gives every algorithm the same budget.
         values["rollout_size"] = (hparams.get("per_device_train_batch_size", 8)
                                   * hparams.get("gradient_accumulation_steps", 1))
@@ -120,13 +120,6 @@ class RolloutConfig(PolicyGradientKeys):
 
 _NOT_ALGORITHM_KEYS = {"rollout_size", "temperature", "seed", "processes"}  # set from hparams, generation, the launch
 
-# our field -> hparams key
-_FROM_HPARAMS = {
-    "learning_rate": "learning_rate",
-    "max_steps": "max_steps",
-    "num_train_epochs": "num_train_epochs",
-    "lr_scheduler_type": "lr_scheduler_type",
-    "warmup_steps": "warmup_steps",
-    "weight_decay": "weight_decay",
-    "max_grad_norm": "max_grad_norm",
-}
+# algorithm settings that are hparams keys of the same name (shared with the TRL algorithms)
+_FROM_HPARAMS = ("learning_rate", "max_steps", "num_train_epochs", "lr_scheduler_type", "warmup_steps",
+                 "weight_decay", "max_grad_norm")

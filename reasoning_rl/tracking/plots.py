@@ -18,12 +18,7 @@ def eval_points(rows: Sequence[Mapping[str, Any]], metric: str) -> list[tuple[in
 
 
 def plot_eval_curves(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], path: Path, title: str = "") -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for metric in metrics:
         points = eval_points(rows, metric)
@@ -33,11 +28,9 @@ def plot_eval_curves(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], 
         (line,) = ax.plot(steps, mean, marker="o", label=metric)
         if None not in low and None not in high:
             ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("training step")
+    _step_axis(ax)
     ax.set_ylabel("score (95% bootstrap CI)")
     ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
     ax.legend()
     if title:
         ax.set_title(title, fontsize=9)
@@ -54,6 +47,22 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _step_panels(plt, count: int):
+    """A row of `count` panels, one per metric, each against the training step."""
+    fig, axes = plt.subplots(1, count, figsize=(5.2 * count, 4.0), squeeze=False)
+    for ax in axes[0]:
+        _step_axis(ax)
+    return fig, axes[0]
+
+
+def _step_axis(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("training step")
+    ax.grid(alpha=0.3)
 
 
 def _save_with_run_legend(plt, fig, axes, path: Path, title: str = "") -> None:
@@ -92,12 +101,10 @@ def plot_compare_curves(
     readers of the PNG's sidecar can check it without looking at pixels.
     """
     plt = _pyplot()
-    from matplotlib.ticker import MaxNLocator
-
     colors = run_colors(len(runs))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.0), squeeze=False)
+    fig, axes = _step_panels(plt, len(metrics))
     drawn: dict[str, dict[str, list]] = {}
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes, metrics):
         drawn[metric] = {}
         for (name, rows, flat), color in zip(runs, colors):
             points = eval_points(rows, metric)
@@ -114,13 +121,10 @@ def plot_compare_curves(
                 ax.plot(steps, mean, marker="o", color=color, label=name)
                 if has_ci:
                     ax.fill_between(steps, low, high, color=color, alpha=0.15, linewidth=0)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("training step")
         ax.set_ylabel(f"{metric} (95% bootstrap CI)")
         ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
         ax.set_title(metric)
-    _save_with_run_legend(plt, fig, axes[0], path, title)
+    _save_with_run_legend(plt, fig, axes, path, title)
     return drawn
 
 
@@ -146,12 +150,10 @@ def plot_train_curves(
     per-step values faint, their moving average over `window` steps solid. Returns
     {key: {run name: [[step, value, smoothed], …]}} for the sidecar JSON."""
     plt = _pyplot()
-    from matplotlib.ticker import MaxNLocator
-
     colors = run_colors(len(runs))
-    fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 4.0), squeeze=False)
+    fig, axes = _step_panels(plt, len(keys))
     drawn: dict[str, dict[str, list]] = {}
-    for ax, key in zip(axes[0], keys):
+    for ax, key in zip(axes, keys):
         drawn[key] = {}
         for (name, rows), color in zip(runs, colors):
             points = train_points(rows, key)
@@ -162,11 +164,8 @@ def plot_train_curves(
             drawn[key][name] = [[s, v, m] for s, v, m in zip(steps, values, smooth)]
             ax.plot(steps, values, color=color, alpha=0.25, linewidth=1)
             ax.plot(steps, smooth, color=color, linewidth=2, label=name)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("training step")
         ax.set_title(f"{key} (mean of {window} steps)", fontsize=9)
-        ax.grid(alpha=0.3)
-    _save_with_run_legend(plt, fig, axes[0], path)
+    _save_with_run_legend(plt, fig, axes, path)
     return drawn
 
 

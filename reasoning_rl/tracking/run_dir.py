@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+from reasoning_rl import parallel
 from reasoning_rl.errors import DataError, UserError
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def is_main_process() -> bool:
     """Rank 0 of a multi-process (accelerate/torchrun/SLURM) job, or a single process."""
-    return int(os.environ.get("RANK", "0")) == 0
+    return parallel.rank() == 0
 
 
 class RunDir:
