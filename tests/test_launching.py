@@ -13,7 +13,8 @@ import textwrap
 import pytest
 
 from reasoning_rl.launching import distributed, manifest, requeue
-from reasoning_rl.launching.launcher import SubmitError, _first_error_line, check_time_limit, min_timeout_min
+from reasoning_rl.launching.job_output import first_error_line
+from reasoning_rl.launching.preflight import SubmitError, check_time_limit, min_timeout_min
 
 SLURM_TASK = {
     "SLURM_JOB_ID": "4711", "SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_NTASKS": "8",
@@ -165,9 +166,9 @@ def test_time_limit_must_leave_room_to_checkpoint():
 
 
 def test_error_line_of_a_failed_job():
-    assert _first_error_line("stuff\nerror: dataset.limit must be positive\nmore") == "dataset.limit must be positive"
+    assert first_error_line("stuff\nerror: dataset.limit must be positive\nmore") == "dataset.limit must be positive"
     trace = "Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: boom\n"
-    assert _first_error_line(trace) == "ValueError: boom"
+    assert first_error_line(trace) == "ValueError: boom"
 
 
 # --- GPUs: only where there are at least two.

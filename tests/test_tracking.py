@@ -239,7 +239,7 @@ def test_redact_hydra_dir_numbers_urls_and_derived_strings(tmp_path):
 
 @pytest.mark.reliability  # issue 16: crafted input, crash safety or secrets
 def test_submitit_scripts_and_logs_are_redacted_pickles_made_private(tmp_path):
-    from reasoning_rl.launching.launcher import redact_submitit_files
+    from reasoning_rl.launching.job_output import redact_submitit_files
 
     job = tmp_path / ".submitit" / "123_0"
     job.mkdir(parents=True)
@@ -263,10 +263,10 @@ def test_submitit_scripts_and_logs_are_redacted_pickles_made_private(tmp_path):
 def test_job_streams_redact_as_they_write():
     import io
 
-    from reasoning_rl.launching.launcher import _ErrorLineTee, _RedactingStream
+    from reasoning_rl.launching.job_output import ErrorLineTee, RedactingStream
 
     out, err = io.StringIO(), io.StringIO()
-    stream, tee = _RedactingStream(out, ["literal-secret"]), _ErrorLineTee(err, ["literal-secret"])
+    stream, tee = RedactingStream(out, ["literal-secret"]), ErrorLineTee(err, ["literal-secret"])
     stream.write("config: +logger.api_key=12345 and literal-secret\n")
     tee.write("error: cannot log in with literal-secret\n")
     assert "12345" not in out.getvalue() and "literal-secret" not in out.getvalue() + err.getvalue()

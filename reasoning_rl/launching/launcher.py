@@ -30,13 +30,11 @@ from __future__ import annotations
 import copy
 import io
 import logging
-import math
 import os
 import shutil
-import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, Optional
@@ -48,13 +46,13 @@ from omegaconf import OmegaConf, open_dict
 
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, LocalQueueConf, SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
-from reasoning_rl.errors import Preempted, UserError
+from reasoning_rl.errors import Preempted
 from reasoning_rl.launching import distributed, manifest, requeue
+from reasoning_rl.launching.job_output import ErrorLineTee, RedactingStream, first_error_line, redact_submitit_files
+from reasoning_rl.launching.preflight import SubmitError, check_slurm_resources, check_time_limit
 from reasoning_rl.tracking.redact import (
     redact_config,
     redact_override,
-    redact_text,
-    redact_text_file,
     redact_yaml_files,
     secrets_of,
 )
@@ -63,7 +61,6 @@ log = logging.getLogger(__name__)
 
 PLUGIN_MODULE = "hydra_plugins.reasoning_rl_launcher"
 OWN_PARAMS = ("wait", "checkpoint_margin_s", "max_requeues")
-SUBMITIT_DEFAULT_SIGNAL_DELAY_S = 90
 
 
 @dataclass
@@ -98,10 +95,6 @@ ConfigStore.instance().store(group="hydra/launcher", name="submitit_local_sweep"
                              provider="reasoning_rl")
 
 
-class SubmitError(UserError):
-    """The sweep cannot go out as configured; nothing was submitted."""
-
-
 class JobExitError(RuntimeError):
     """A sweep member's job exited with a non-zero status (its own one-line error as the message)."""
 
@@ -109,117 +102,6 @@ class JobExitError(RuntimeError):
 def _fail(message: str) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
-
-
-# --------------------------------------------------------------------------------------------
-# Checks before submitting.
-
-def _sinfo(*args: str) -> list[str]:
-    try:
-        proc = subprocess.run(["sinfo", "-h", *args], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise SubmitError(f"sinfo did not answer ({exc}): is this a SLURM login node?") from None
-    if proc.returncode != 0:
-        raise SubmitError(f"sinfo failed: {proc.stderr.strip() or proc.returncode}")
-    return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
-
-
-def min_timeout_min(signal_delay_s: int, checkpoint_margin_s: int) -> int:
-    return math.ceil((signal_delay_s + checkpoint_margin_s) / 60)
-
-
-def check_time_limit(params: Mapping[str, Any], checkpoint_margin_s: int) -> None:
-    """SLURM signals the job signal_delay_s before its limit; the job must have run a while by then."""
-    timeout_min = int(params.get("timeout_min") or 0)
-    delay = int(params.get("signal_delay_s") or SUBMITIT_DEFAULT_SIGNAL_DELAY_S)
-    if timeout_min * 60 < delay + checkpoint_margin_s:
-        raise SubmitError(
-            f"hydra.launcher.timeout_min={timeout_min} is too short to checkpoint: SLURM sends the checkpoint "
-            f"signal signal_delay_s={delay} s before the time limit, and a job needs checkpoint_margin_s="
-            f"{checkpoint_margin_s} s to start and finish a step before that; use timeout_min >= "
-            f"{min_timeout_min(delay, checkpoint_margin_s)} (or lower hydra.launcher.signal_delay_s)")
-
-
-def check_slurm_resources(params: Mapping[str, Any]) -> None:
-    """The partition exists and has GPUs when GPUs are asked for (sinfo; nothing is submitted)."""
-    for tool in ("sbatch", "sinfo"):
-        if shutil.which(tool) is None:
-            raise SubmitError(f"{tool} not found: submit from a SLURM login node, or use hydra/launcher=local")
-    partitions = [p.strip() for p in str(params.get("partition") or "").split(",") if p.strip()]
-    for partition in partitions:
-        if not _sinfo("-p", partition, "-o", "%P"):
-            known = ", ".join(p.rstrip("*") for p in _sinfo("-o", "%P")) or "none"
-            raise SubmitError(f"partition {partition!r} does not exist on this cluster (partitions: {known}); "
-                              "set hydra.launcher.partition (or SLURM_PARTITION)")
-    gpus = params.get("gpus_per_node") or params.get("gpus_per_task")
-    gres = str(params.get("gres") or "")
-    if gpus or "gpu" in gres:
-        where = ["-p", ",".join(partitions)] if partitions else []
-        node_gres = sorted(set(_sinfo(*where, "-o", "%G")))
-        if not any("gpu" in g for g in node_gres):
-            asked = f"gpus_per_node={gpus}" if gpus else f"gres={gres}"
-            place = f"partition {','.join(partitions)}" if partitions else "this cluster"
-            raise SubmitError(f"hydra.launcher.{asked} asks for GPUs, but {place} has none (sinfo %G: "
-                              f"{' '.join(node_gres) or 'nothing'}); set hydra.launcher.gpus_per_node=null "
-                              "for a CPU job, or choose a GPU partition")
-
-
-def _first_error_line(text: str) -> str:
-    """The line of a job's stderr / submitit error that says what went wrong."""
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    for line in reversed(lines):
-        if line.startswith("error: "):
-            return line[len("error: "):]
-    for line in reversed(lines):  # the exception line of a traceback
-        if not line.startswith(("File ", "^", "~", "-", "You can check", "or at paths", "- /")) and ":" in line:
-            return line
-    return lines[-1] if lines else "unknown error"
-
-
-class _RedactingStream:
-    """Stands in for sys.stdout / sys.stderr in a job: writes through, secrets redacted."""
-
-    def __init__(self, stream, secrets: Sequence[str] = ()):
-        self._stream = stream
-        self._secrets = list(secrets)
-
-    def write(self, text: str) -> int:
-        self._stream.write(redact_text(text, self._secrets))
-        return len(text)  # what the caller wrote, whatever redaction made of it
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-class _ErrorLineTee(_RedactingStream):
-    """sys.stderr in a job: also remembers the last `error: ...` line."""
-
-    def __init__(self, stream, secrets: Sequence[str] = ()):
-        super().__init__(stream, secrets)
-        self.last: str | None = None
-
-    def write(self, text: str) -> int:
-        for line in text.splitlines():
-            if line.startswith("error: "):
-                self.last = redact_text(line[len("error: "):], self._secrets)
-        return super().write(text)
-
-
-def redact_submitit_files(folder: str | Path, secrets: Sequence[str]) -> None:
-    """submitit's sbatch scripts and job logs, rewritten without secrets. Its pickles (`*.pkl`) cannot
-    be (the job unpickles its config from them): they are made readable by their owner only."""
-    from submitit.core.utils import JobPaths
-
-    root = JobPaths.get_first_id_independent_folder(folder)
-    if not root.is_dir():
-        return
-    for path in root.rglob("*"):
-        if not path.is_file() or path.is_symlink():
-            continue
-        if path.name.endswith(("_submission.sh", "_log.out", "_log.err")):
-            redact_text_file(path, secrets)
-        elif path.suffix == ".pkl":
-            path.chmod(0o600)
 
 
 # --------------------------------------------------------------------------------------------
@@ -396,7 +278,7 @@ class _SweepLauncher:
             try:
                 ret = job.results()[0]  # a requeued task is still "not done": this keeps waiting
             except UncompletedJobError as exc:
-                errors[member["num"]] = _first_error_line(str(exc))
+                errors[member["num"]] = first_error_line(str(exc))
                 ret = JobReturn(overrides=list(overrides), working_dir=member["run_dir"],
                                 status=JobStatus.FAILED, _return_value=exc)
             else:
@@ -422,8 +304,8 @@ class _SweepLauncher:
             distributed.export_torch_env()
         # What the job prints lands in submitit's log files: keep secrets out as it is written.
         secrets = secrets_of(list(sweep_overrides))
-        tee = _ErrorLineTee(sys.stderr, secrets)
-        stdout, sys.stdout = sys.stdout, _RedactingStream(sys.stdout, secrets)
+        tee = ErrorLineTee(sys.stderr, secrets)
+        stdout, sys.stdout = sys.stdout, RedactingStream(sys.stdout, secrets)
         sys.stderr = tee
         try:
             return super().__call__(sweep_overrides, job_dir_key, job_num, job_id, singleton_state)  # type: ignore[misc]
