@@ -13,11 +13,12 @@ from omegaconf import DictConfig
 from reasoning_rl import models
 from reasoning_rl.data import grader_options, load_problems
 from reasoning_rl.errors import ConfigError
-from reasoning_rl.evaluation import check_eval_config, check_generation_config, evaluate
-from reasoning_rl.generation import budget_forcing_from_cfg, build_backend, sampling_params_from_cfg
+from reasoning_rl.evaluation import evaluate
+from reasoning_rl.generation import GenerationSettings, build_backend
 from reasoning_rl.grading import get_grader
 from reasoning_rl.jobs import format_table, job_run
 from reasoning_rl.prompts import apply_chat_template
+from reasoning_rl.settings import JobSettings
 from reasoning_rl.tracking.lm_eval_format import write_lm_eval
 from reasoning_rl.tracking.tracker import check_logger_config
 
@@ -60,21 +61,19 @@ def check_adapter(cfg: DictConfig, adapter: str | None) -> None:
                           f"add model={choice or '…'} (or model.name_or_path={trained})")
 
 
-def build_sampler(cfg: DictConfig, tokenizer, adapter: str | None = None):
+def build_sampler(cfg: DictConfig, generation: GenerationSettings, tokenizer, adapter: str | None = None):
     """The generation backend; vLLM's availability is checked before any weights load."""
-    if cfg.generation.backend == "vllm":
-        return build_backend(cfg.generation, model_path=models.resolve_model_path(cfg.model))
+    if generation.backend == "vllm":
+        return build_backend(generation, model_path=models.resolve_model_path(cfg.model))
     model = models.load_model(cfg.model)
     if adapter:
         model = models.load_adapter(model, adapter)
-    return build_backend(cfg.generation, model=model, tokenizer=tokenizer)
+    return build_backend(generation, model=model, tokenizer=tokenizer)
 
 
 def run(cfg: DictConfig) -> dict:
-    check_eval_config(cfg.eval)  # fail on a bad K or checkpoint before loading anything
-    check_generation_config(cfg.generation, cfg.eval)
-    sampling = sampling_params_from_cfg(cfg.generation, n=cfg.eval.num_samples, seed=cfg.seed)  # bad ones fail here
-    budget_forcing_from_cfg(cfg.generation)  # a bad generation.budget_forcing fails before anything loads
+    settings = JobSettings.from_cfg(cfg)  # a bad K, sampling value or budget forcing fails before anything loads
+    sampling = settings.generation.params(n=settings.eval.num_samples, seed=cfg.seed)
     adapter = adapter_path(cfg, warn=True)
     check_adapter(cfg, adapter)
     check_logger_config(cfg.logger)
@@ -82,13 +81,13 @@ def run(cfg: DictConfig) -> dict:
         problems, grader_name = load_problems(cfg.dataset, cfg.prompt)
         grader = get_grader(grader_name, answer_format=cfg.prompt.answer_format, **grader_options(cfg.dataset))
         tokenizer = models.load_tokenizer(cfg.model)
-        backend = build_sampler(cfg, tokenizer, adapter)
+        backend = build_sampler(cfg, settings.generation, tokenizer, adapter)
         prompts = [apply_chat_template(tokenizer, p.messages) for p in problems]
         log.info("evaluating %d problems x %d samples", len(problems), sampling.n)
 
         result = evaluate(
             problems, prompts, backend, grader,
-            eval_cfg=cfg.eval, sampling=sampling, answer_format=cfg.prompt.answer_format, progress=run_dir.main,
+            eval_cfg=settings.eval, sampling=sampling, answer_format=cfg.prompt.answer_format, progress=run_dir.main,
         )
         run_dir.write_samples(result.records)
         tracker.log(result.flat(), step=0)

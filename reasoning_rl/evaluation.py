@@ -41,44 +41,55 @@ class EvalResult:
         return out
 
 
+@dataclass(frozen=True)
+class EvalSettings:
+    """`eval.*` as the evaluation uses it, built and checked once by the job (`from_cfg`)."""
+
+    num_samples: int
+    ks: list[int]  # sorted, each <= num_samples
+    estimator: str = "subsets"
+    n_resamples: int = 1000  # bootstrap resamples for each CI
+    confidence: float = 0.95
+    every_steps: int = 0  # in training: evaluate every this many steps (0: only at the end)
+    at_start: bool = False  # in training: also before the first step
+
+    @classmethod
+    def from_cfg(cls, eval_cfg: Mapping[str, Any] | EvalSettings) -> EvalSettings:
+        if isinstance(eval_cfg, EvalSettings):
+            return eval_cfg
+        n = eval_cfg["num_samples"]
+        if not isinstance(n, int) or n < 1:
+            raise ConfigError(f"eval.num_samples must be an integer >= 1, got {n!r}")
+        estimator = eval_cfg.get("estimator", "subsets")
+        if estimator not in MODES:
+            raise ConfigError(f"eval.estimator={estimator!r} is not one of {list(MODES)}")
+        limit = eval_cfg.get("limit")  # the train job's eval subset
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+            raise ConfigError(f"eval.limit must be a positive integer or null, got {limit!r}")
+        # The CI settings, checked before sampling: bootstrap_ci would refuse them only after it.
+        boot = eval_cfg.get("bootstrap") or {}
+        n_resamples = boot.get("n_resamples", 1000)
+        if not isinstance(n_resamples, int) or isinstance(n_resamples, bool) or n_resamples < 1:
+            raise ConfigError(f"eval.bootstrap.n_resamples must be an integer >= 1, got {n_resamples!r}")
+        confidence = boot.get("confidence", 0.95)
+        if not isinstance(confidence, (int, float)) or isinstance(confidence, bool) or not 0 < confidence < 1:
+            raise ConfigError(f"eval.bootstrap.confidence must be a number in (0, 1), e.g. 0.95, got {confidence!r}")
+        try:
+            ks = validate_ks(list(eval_cfg["ks"]), n)
+        except ValueError as exc:
+            raise ConfigError(f"eval.ks={list(eval_cfg['ks'])} with eval.num_samples={n}: {exc}") from None
+        return cls(num_samples=n, ks=ks, estimator=estimator, n_resamples=n_resamples, confidence=float(confidence),
+                   every_steps=int(eval_cfg.get("every_steps") or 0), at_start=bool(eval_cfg.get("at_start", False)))
+
+
 def check_eval_config(eval_cfg: Mapping[str, Any]) -> list[int]:
-    n = eval_cfg["num_samples"]
-    if not isinstance(n, int) or n < 1:
-        raise ConfigError(f"eval.num_samples must be an integer >= 1, got {n!r}")
-    estimator = eval_cfg.get("estimator", "subsets")
-    if estimator not in MODES:
-        raise ConfigError(f"eval.estimator={estimator!r} is not one of {list(MODES)}")
-    limit = eval_cfg.get("limit")  # the train job's eval subset
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-        raise ConfigError(f"eval.limit must be a positive integer or null, got {limit!r}")
-    _check_bootstrap(eval_cfg.get("bootstrap") or {})
-    try:
-        return validate_ks(list(eval_cfg["ks"]), n)
-    except ValueError as exc:
-        raise ConfigError(f"eval.ks={list(eval_cfg['ks'])} with eval.num_samples={n}: {exc}") from None
-
-
-def _check_bootstrap(boot: Mapping[str, Any]) -> None:
-    """The CI settings, checked before sampling: bootstrap_ci would refuse them only after it."""
-    n = boot.get("n_resamples", 1000)
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ConfigError(f"eval.bootstrap.n_resamples must be an integer >= 1, got {n!r}")
-    confidence = boot.get("confidence", 0.95)
-    if not isinstance(confidence, (int, float)) or isinstance(confidence, bool) or not 0 < confidence < 1:
-        raise ConfigError(f"eval.bootstrap.confidence must be a number in (0, 1), e.g. 0.95, got {confidence!r}")
+    """The sorted ks of a checked eval block (see EvalSettings)."""
+    return EvalSettings.from_cfg(eval_cfg).ks
 
 
 def check_generation_config(gen_cfg: Mapping[str, Any], eval_cfg: Mapping[str, Any]) -> None:
-    """Generation settings that would silently give wrong results: refused, or warned about."""
-    stop = gen_cfg.get("stop_strings")
-    if isinstance(stop, str):  # a string is a sequence of letters: it would stop at each of them
-        raise ConfigError(f"generation.stop_strings={stop} is one string, not a list; write "
-                          f"generation.stop_strings=[{stop}]")
-    if stop is not None and not isinstance(stop, Sequence):
-        raise ConfigError(f"generation.stop_strings must be a list of strings, got {stop!r}")
-    for item in stop or []:
-        if not isinstance(item, str) or not item:  # "" would end every completion at once
-            raise ConfigError(f"generation.stop_strings must hold non-empty strings, got {item!r}")
+    """Greedy decoding with several samples per problem: every sample is the same, which is warned about.
+    (The generation block's values themselves are checked by GenerationSettings.from_cfg.)"""
     n = eval_cfg.get("num_samples", 1)
     temperature, top_k = gen_cfg.get("temperature"), gen_cfg.get("top_k")
     greedy = [f"generation.{name}={value}" for name, value, same in
@@ -120,14 +131,14 @@ def evaluate(
     backend: GenerationBackend,
     grader: Grader,
     *,
-    eval_cfg: Mapping[str, Any],
+    eval_cfg: EvalSettings | Mapping[str, Any],
     sampling: SamplingParams,
     answer_format: str,
     progress: bool | str = True,
 ) -> EvalResult:
-    ks = check_eval_config(eval_cfg)
-    if sampling.n != eval_cfg["num_samples"]:
-        raise ConfigError(f"sampling n={sampling.n} differs from eval.num_samples={eval_cfg['num_samples']}")
+    settings = EvalSettings.from_cfg(eval_cfg)
+    if sampling.n != settings.num_samples:
+        raise ConfigError(f"sampling n={sampling.n} differs from eval.num_samples={settings.num_samples}")
 
     # Data parallel: each process samples and grades its share of the problems, and every process
     # gets all the records back, so all compute the same summary (one process: the whole list).
@@ -150,11 +161,10 @@ def evaluate(
     records = parallel.gather(local)
     timeouts = sum(parallel.gather([getattr(grader, "timeouts", 0) - timeouts_before]))
 
-    boot = eval_cfg.get("bootstrap", {})
     summary = summarize(
-        score_records(records, ks, eval_cfg.get("estimator", "subsets")),
-        n_resamples=boot.get("n_resamples", 1000),
-        confidence=boot.get("confidence", 0.95),
+        score_records(records, settings.ks, settings.estimator),
+        n_resamples=settings.n_resamples,
+        confidence=settings.confidence,
         seed=sampling.seed,
     )
     tokens = sum(sum(r["num_tokens"]) for r in records)

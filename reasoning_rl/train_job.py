@@ -3,6 +3,7 @@ process, so the process that only composes and submits a sweep never loads torch
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -17,11 +18,11 @@ from reasoning_rl.callbacks.checkpoint import CheckpointCallback
 from reasoning_rl.checkpointing import check_resumable, has_complete_checkpoint, latest_loadable_checkpoint
 from reasoning_rl.data import check_contamination, grader_options, load_problems
 from reasoning_rl.errors import ConfigError, Preempted
-from reasoning_rl.evaluation import check_eval_config, check_generation_config
-from reasoning_rl.generation import BACKENDS, sampling_params_from_cfg
+from reasoning_rl.generation import BACKENDS
 from reasoning_rl.grading import get_grader
 from reasoning_rl.jobs import format_table, job_run
 from reasoning_rl.launching import requeue
+from reasoning_rl.settings import JobSettings
 from reasoning_rl.tracking.lm_eval_format import write_lm_eval
 from reasoning_rl.tracking.plots import eval_points, plot_eval_curves
 from reasoning_rl.tracking.run_dir import read_jsonl, write_json_atomic
@@ -30,13 +31,12 @@ from reasoning_rl.tracking.tracker import check_logger_config
 log = logging.getLogger(__name__)
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Everything that can be wrong with the config, found before a model loads."""
-    check_eval_config(cfg.eval)
-    check_generation_config(cfg.generation, cfg.eval)
+def check_config(cfg: DictConfig) -> JobSettings:
+    """Everything that can be wrong with the config, found before a model loads; returns the typed
+    settings the job passes down."""
+    settings = JobSettings.from_cfg(cfg)
     check_logger_config(cfg.logger)
     models.check_peft_config(cfg.peft)
-    sampling_params_from_cfg(cfg.generation, n=cfg.eval.num_samples, seed=cfg.seed)
     if cfg.checkpoint.resume not in ("auto", "never"):
         raise ConfigError(f"checkpoint.resume={cfg.checkpoint.resume!r} is not one of ['auto', 'never']")
     algorithm = configured(cfg)
@@ -53,8 +53,9 @@ def check_config(cfg: DictConfig) -> None:
     if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:  # 0 would leave no checkpoint to resume
         raise ConfigError(f"checkpoint.keep must be an integer >= 1 (the newest complete checkpoints kept), "
                           f"got {keep!r}")
-    algorithm.check_config(cfg)
+    own = algorithm.check_config(cfg)
     parent(cfg)
+    return dataclasses.replace(settings, algorithm=own)
 
 
 def parent(cfg: DictConfig) -> warm_start.Parent | None:
@@ -63,7 +64,7 @@ def parent(cfg: DictConfig) -> warm_start.Parent | None:
     return warm_start.resolve_parent(init_from, cfg.model, cfg.peft) if init_from else None
 
 
-def build_context(cfg: DictConfig, run_dir, tracker) -> TrainContext:
+def build_context(cfg: DictConfig, run_dir, tracker, settings: JobSettings) -> TrainContext:
     train_problems, grader_name = load_problems(cfg.dataset, cfg.prompt)
     # Another data set to evaluate on: `+dataset@eval.dataset=NAME` (it must use the same grader).
     eval_dataset = {**OmegaConf.to_container(cfg.eval.get("dataset") or cfg.dataset, resolve=True),
@@ -77,7 +78,7 @@ def build_context(cfg: DictConfig, run_dir, tracker) -> TrainContext:
     check_contamination(train_problems, eval_problems, allow=bool(cfg.dataset.get("allow_contamination")),
                         override=f"{'' if has_key else '+'}dataset.allow_contamination=true")
     ctx = TrainContext(
-        cfg=cfg, run_dir=run_dir, tracker=tracker, model=None, tokenizer=None,
+        cfg=cfg, settings=settings, run_dir=run_dir, tracker=tracker, model=None, tokenizer=None,
         train_problems=train_problems, eval_problems=eval_problems,
         grader=get_grader(grader_name, answer_format=cfg.prompt.answer_format, **options),
     )
@@ -121,14 +122,14 @@ def before_after(rows: list[dict], metrics: list[str]) -> str:
 
 
 def run(cfg: DictConfig) -> dict:
-    check_config(cfg)
+    settings = check_config(cfg)
     algorithm = configured(cfg)
     def resuming(run_path: Path) -> bool:  # a re-run that continues: the old curve stays in the run dir
         return cfg.checkpoint.resume == "auto" and has_complete_checkpoint(run_path / "checkpoints")
 
     with job_run(cfg, resuming=resuming) as (run_dir, tracker):
         record_parent(run_dir, cfg)
-        ctx = build_context(cfg, run_dir, tracker)
+        ctx = build_context(cfg, run_dir, tracker, settings)
         algorithm.train(ctx)
         if ctx.preempted:
             resume = requeue.schedule_requeue()  # on SLURM: requeue this task as the process exits

@@ -85,7 +85,7 @@ def test_a_toy_algorithm_from_tests_is_found_checked_and_dispatched(toy, monkeyp
 
     monkeypatch.setattr(train_job, "job_run", job_run)
     monkeypatch.setattr(train_job, "record_parent", lambda run_dir, cfg: None)
-    monkeypatch.setattr(train_job, "build_context", lambda cfg, run_dir, tracker: ctx)
+    monkeypatch.setattr(train_job, "build_context", lambda cfg, run_dir, tracker, settings: ctx)
     monkeypatch.setattr(train_job.requeue, "schedule_requeue", lambda: "re-run the same command to resume")
     with pytest.raises(Preempted):
         train_job.run(cfg)

@@ -6,7 +6,8 @@ An algorithm is one module that ends with its registration:
 
 - `train(ctx)` trains `ctx.model` (a TrainContext: config, data, model, grader, evaluation, callbacks);
 - `check_config(cfg)` raises ConfigError for anything wrong with the composed config, before a model
-  loads (the train job calls it from its own check);
+  loads (the train job calls it from its own check); what it returns (e.g. PPO's typed PPOConfig, or None)
+  is `ctx.settings.algorithm` in `train`, so the settings are built once;
 - `backends` are the generation backends (generation=...) it can sample with; the train job refuses the
   others before anything loads.
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 class Algorithm:
     name: str
     train: Callable[[TrainContext], None]
-    check_config: Callable[[DictConfig], None]
+    check_config: Callable[[DictConfig], Any]  # returns the algorithm's typed settings, or None
     backends: tuple[str, ...] = ("hf",)  # generation backends it samples with
 
 

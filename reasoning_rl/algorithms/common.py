@@ -20,9 +20,10 @@ from reasoning_rl.callbacks.logging import TrackerCallback
 from reasoning_rl.data.base import Problem
 from reasoning_rl.errors import ConfigError
 from reasoning_rl.evaluation import EvalResult, evaluate
-from reasoning_rl.generation import build_backend, sampling_params_from_cfg
+from reasoning_rl.generation import build_backend
 from reasoning_rl.grading import Grader
 from reasoning_rl.prompts import apply_chat_template
+from reasoning_rl.settings import JobSettings
 from reasoning_rl.tracking.run_dir import RunDir
 from reasoning_rl.tracking.tracker import Tracker
 
@@ -85,6 +86,7 @@ def trainer_kwargs(config_cls: type, cfg: DictConfig, output_dir: Path, **extra:
 @dataclass
 class TrainContext:
     cfg: DictConfig
+    settings: JobSettings  # typed, checked once by the train job: generation, eval, the algorithm's own
     run_dir: RunDir
     tracker: Tracker
     model: Any  # peft-wrapped unless peft=none
@@ -107,15 +109,15 @@ class TrainContext:
 
     def run_eval(self, model, step: int) -> EvalResult:
         """The in-training evaluation: same code as the evaluate job, RNG state left untouched."""
-        backend = build_backend(self.cfg.generation, model=model, tokenizer=self.tokenizer)
-        sampling = sampling_params_from_cfg(self.cfg.generation, n=self.cfg.eval.num_samples, seed=self.cfg.seed)
+        backend = build_backend(self.settings.generation, model=model, tokenizer=self.tokenizer)
+        sampling = self.settings.generation.params(n=self.settings.eval.num_samples, seed=self.cfg.seed)
         if self.eval_prompts is None:  # templated once, reused by every eval of the run
             self.eval_prompts = [apply_chat_template(self.tokenizer, p.messages) for p in self.eval_problems]
         prompts = self.eval_prompts
         # Sampling reseeds torch; fork so training randomness is the same with or without evals.
         with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
             result = evaluate(
-                self.eval_problems, prompts, backend, self.grader, eval_cfg=self.cfg.eval,
+                self.eval_problems, prompts, backend, self.grader, eval_cfg=self.settings.eval,
                 sampling=sampling, answer_format=self.cfg.prompt.answer_format,
                 progress=f"eval step {step}" if self.run_dir.main else False,
             )
@@ -138,8 +140,8 @@ class TrainContext:
             self.checkpoint_callback,
             TrackerCallback(self.tracker, step_offset=step_offset),
             EvalCurveCallback(
-                self.run_eval, self.cfg.eval.every_steps, step_offset=step_offset,
-                preempted=lambda: self.preempted, at_start=self.cfg.eval.at_start,
+                self.run_eval, self.settings.eval.every_steps, step_offset=step_offset,
+                preempted=lambda: self.preempted, at_start=self.settings.eval.at_start,
             ),
         ]
 

@@ -86,11 +86,12 @@ def train(ctx: TrainContext) -> None:
         reward_weights=list(cfg.algorithm.reward_weights),
         **_vllm_args(cfg.generation),
     )
-    forcing = budget_forcing_from_cfg(cfg.generation, max_new_tokens=args.max_completion_length)
+    generation = ctx.settings.generation  # budget forcing checked by check_config against max_completion_length
     # Budget forcing: rollouts through our backend (TRL's own generate can't suppress a </think>).
-    ours = forcing or cfg.algorithm.get("rollouts", "trl") == "ours"
+    ours = generation.budget_forcing or cfg.algorithm.get("rollouts", "trl") == "ours"
     trainer = GRPOTrainer(
-        rollout_func=backend_rollout(forcing, seed=cfg.seed, batch_size=cfg.generation.batch_size) if ours else None,
+        rollout_func=(backend_rollout(generation.budget_forcing, seed=cfg.seed,
+                                      batch_size=generation.sampling.batch_size) if ours else None),
         model=ctx.model,
         reward_funcs=reward_funcs,
         args=args,

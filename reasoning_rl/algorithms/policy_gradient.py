@@ -50,7 +50,7 @@ from reasoning_rl.algorithms.pg_ops import (
 from reasoning_rl.algorithms.rollout_config import RolloutConfig
 from reasoning_rl.callbacks.checkpoint import CheckpointCallback
 from reasoning_rl.checkpointing import load_newest, load_rng, load_weights, mark_complete, rotate_checkpoints, save_rng
-from reasoning_rl.generation import build_backend, sampling_params_from_cfg
+from reasoning_rl.generation import build_backend
 from reasoning_rl.grading import get_reward_funcs
 from reasoning_rl.prompts import apply_chat_template
 
@@ -76,7 +76,7 @@ class PolicyGradientTrainer:
         self.policy_params = [p for p in self.policy.parameters() if p.requires_grad]
         self.reward_funcs = get_reward_funcs(config.rewards, grader=ctx.grader,
                                              answer_format=ctx.cfg.prompt.answer_format)
-        self.backend = build_backend(ctx.cfg.generation, model=self.policy, tokenizer=self.tokenizer)
+        self.backend = build_backend(ctx.settings.generation, model=self.policy, tokenizer=self.tokenizer)
         self.reference = self._reference_model()
         self.critic = Critic(config.critic, self.policy, ctx.cfg.model, ctx.cfg.peft)
         self.total_steps = self._total_steps(len(ctx.train_problems))
@@ -135,12 +135,12 @@ class PolicyGradientTrainer:
 
     @torch.no_grad()
     def rollout(self, step: int) -> tuple[Batch, dict[str, float]]:
-        cfg, config = self.ctx.cfg, self.config
+        config = self.config
         problems = parallel.shard(self.step_problems(step))  # this process's share of the step's prompts
         prompts = [apply_chat_template(self.tokenizer, p.messages) for p in problems]
         # Seeded by step, so a resumed run samples what an uninterrupted one would.
-        sampling = sampling_params_from_cfg(cfg.generation, n=config.num_generations,
-                                            seed=parallel.own_seed(config.seed + 1000 * step))
+        sampling = self.ctx.settings.generation.params(n=config.num_generations,
+                                                       seed=parallel.own_seed(config.seed + 1000 * step))
         completions = self.backend.generate(prompts, sampling, progress=False)
 
         # 2. Sequence-level scores: weighted sum of the registry rewards.
@@ -222,8 +222,8 @@ class PolicyGradientTrainer:
         if ctx.checkpoint_callback is None:
             ctx.checkpoint_callback = CheckpointCallback()  # installs the SIGTERM/SIGUSR2 handler
         step = saved = self.resume(ctx.resume_from) if ctx.resume_from else 0
-        every_eval, every_save = ctx.cfg.eval.every_steps, ctx.cfg.checkpoint.every_steps
-        if step == 0 and ctx.cfg.eval.at_start:
+        every_eval, every_save = ctx.settings.eval.every_steps, ctx.cfg.checkpoint.every_steps
+        if step == 0 and ctx.settings.eval.at_start:
             ctx.run_eval(self.policy, 0)
         bar = tqdm(total=self.total_steps, initial=step, desc=self.algorithm, unit="step", disable=not ctx.run_dir.main)
         while step < self.total_steps and not self.stopping():  # a signal ends the loop after the current step

@@ -127,12 +127,12 @@ class PPOTrainer(PolicyGradientTrainer):
         return {k: v / updates for k, v in sums.items()}
 
 
-def check_config(cfg: DictConfig) -> None:
-    PPOConfig.from_cfg(cfg)
+def check_config(cfg: DictConfig) -> PPOConfig:
+    return PPOConfig.from_cfg(cfg)
 
 
 def train(ctx: TrainContext) -> None:
-    PPOTrainer(ctx, PPOConfig.from_cfg(ctx.cfg)).train()
+    PPOTrainer(ctx, ctx.settings.algorithm).train()
 
 
 register_algorithm("ppo", check_config=check_config)(train)

@@ -16,7 +16,7 @@ import torch
 
 from reasoning_rl import parallel
 from reasoning_rl.data.base import Problem
-from reasoning_rl.generation import build_backend, sampling_params_from_cfg
+from reasoning_rl.generation import build_backend
 from reasoning_rl.prompts import apply_chat_template
 from reasoning_rl.tracking.run_dir import write_text_atomic
 
@@ -28,10 +28,10 @@ def sample_and_grade(ctx, problems: Sequence[Problem], n: int, *, seed: int | No
     training randomness (dropout, data order) as it was.
     """
     cfg = ctx.cfg
-    backend = build_backend(cfg.generation, model=ctx.model, tokenizer=ctx.tokenizer)
+    backend = build_backend(ctx.settings.generation, model=ctx.model, tokenizer=ctx.tokenizer)
     seed = cfg.seed if seed is None else seed
     # Data parallel: each process samples its share, with its own stream; all get every problem back.
-    sampling = sampling_params_from_cfg(cfg.generation, n=n, seed=parallel.own_seed(seed))
+    sampling = ctx.settings.generation.params(n=n, seed=parallel.own_seed(seed))
     mine = parallel.shard(problems)
     prompts = [apply_chat_template(ctx.tokenizer, p.messages) for p in mine]
     with torch.random.fork_rng(devices=range(torch.cuda.device_count())):

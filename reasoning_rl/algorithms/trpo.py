@@ -181,12 +181,12 @@ class TRPOTrainer(PolicyGradientTrainer):
         return surrogate / tokens, kl / tokens
 
 
-def check_config(cfg: DictConfig) -> None:
-    TRPOConfig.from_cfg(cfg)
+def check_config(cfg: DictConfig) -> TRPOConfig:
+    return TRPOConfig.from_cfg(cfg)
 
 
 def train(ctx: TrainContext) -> None:
-    TRPOTrainer(ctx, TRPOConfig.from_cfg(ctx.cfg)).train()
+    TRPOTrainer(ctx, ctx.settings.algorithm).train()
 
 
 register_algorithm("trpo", check_config=check_config)(train)

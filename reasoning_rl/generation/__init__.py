@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from reasoning_rl.errors import ConfigError
 from reasoning_rl.generation.base import Completion, GenerationBackend, SamplingParams
 from reasoning_rl.generation.budget_forcing import BudgetForcedBackend, BudgetForcing, budget_forcing_from_cfg
+from reasoning_rl.generation.settings import GenerationSettings
 from reasoning_rl.registry import Registry
 
 __all__ = [
-    "BACKENDS", "BudgetForcedBackend", "BudgetForcing", "Completion", "GenerationBackend", "SamplingParams",
+    "BACKENDS", "BudgetForcedBackend", "BudgetForcing", "Completion", "GenerationBackend", "GenerationSettings",
+    "SamplingParams",
     "budget_forcing_from_cfg", "build_backend", "register_backend", "sampling_params_from_cfg",
 ]
 
-# generation.backend=NAME: `factory(gen_cfg, *, model, tokenizer, model_path) -> GenerationBackend`. A new
+# generation.backend=NAME: `factory(settings, *, model, tokenizer, model_path) -> GenerationBackend`, where
+# settings is the GenerationSettings (settings.options: the whole generation block, for its own keys). A new
 # module in reasoning_rl/generation/ that registers one is found without an import list; the two built-in
 # factories are here, so that naming them imports neither torch nor vLLM.
 BACKENDS: Registry[Callable[..., GenerationBackend]] = Registry("generation backend",
@@ -36,7 +39,7 @@ VLLM_ENGINE_KEYS = (
 
 
 @register_backend("hf")
-def _hf_backend(gen_cfg: Any, *, model, tokenizer, model_path: str | None) -> GenerationBackend:
+def _hf_backend(settings: GenerationSettings, *, model, tokenizer, model_path: str | None) -> GenerationBackend:
     if model is None or tokenizer is None:
         raise ValueError("the hf backend needs a loaded model and tokenizer")
     from reasoning_rl.generation.hf import HFBackend
@@ -45,32 +48,44 @@ def _hf_backend(gen_cfg: Any, *, model, tokenizer, model_path: str | None) -> Ge
 
 
 @register_backend("vllm")
-def _vllm_backend(gen_cfg: Any, *, model, tokenizer, model_path: str | None) -> GenerationBackend:
+def _vllm_backend(settings: GenerationSettings, *, model, tokenizer, model_path: str | None) -> GenerationBackend:
     if model_path is None:
         raise ValueError("the vllm backend needs model_path")
     from reasoning_rl.generation.vllm import VLLMBackend
 
-    engine = {k: gen_cfg.get(k) for k in VLLM_ENGINE_KEYS if gen_cfg.get(k) is not None}
+    engine = {k: settings.options[k] for k in VLLM_ENGINE_KEYS if settings.options.get(k) is not None}
     return VLLMBackend(model_path, **engine)
 
 
-def build_backend(gen_cfg: Any, model=None, tokenizer=None, model_path: str | None = None) -> GenerationBackend:
+def build_backend(settings: GenerationSettings | Any, model=None, tokenizer=None,
+                  model_path: str | None = None) -> GenerationBackend:
     """The configured backend, wrapped in budget forcing when `generation.budget_forcing.enabled`.
+    `settings`: the job's GenerationSettings (a plain generation block is built into one).
 
     With generation=vllm and a live `model` but no `model_path` (the in-training evaluation of a
     GRPO run whose rollouts TRL's own vLLM engine makes), the HF backend samples that model: a
     second engine would not see the weights being trained.
     """
-    backend = gen_cfg.get("backend", "hf")
-    forcing = budget_forcing_from_cfg(gen_cfg)
+    settings = GenerationSettings.from_cfg(settings)
+    backend = settings.backend
     if backend == "vllm" and model is not None and model_path is None:
         backend = "hf"
-    sampler = BACKENDS.get(backend)(gen_cfg, model=model, tokenizer=tokenizer, model_path=model_path)
-    return BudgetForcedBackend(sampler, forcing) if forcing else sampler
+    sampler = BACKENDS.get(backend)(settings, model=model, tokenizer=tokenizer, model_path=model_path)
+    return BudgetForcedBackend(sampler, settings.budget_forcing) if settings.budget_forcing else sampler
 
 
 def sampling_params_from_cfg(gen_cfg: Any, *, n: int, seed: int) -> SamplingParams:
+    """generation.*'s sampling keys (absent or null: SamplingParams' defaults), checked."""
     defaults = SamplingParams()
+    stop = gen_cfg.get("stop_strings")
+    if isinstance(stop, str):  # a string is a sequence of letters: it would stop at each of them
+        raise ConfigError(f"generation.stop_strings={stop} is one string, not a list; write "
+                          f"generation.stop_strings=[{stop}]")
+    if stop is not None and not isinstance(stop, Sequence):
+        raise ConfigError(f"generation.stop_strings must be a list of strings, got {stop!r}")
+    for item in stop or []:
+        if not isinstance(item, str) or not item:  # "" would end every completion at once
+            raise ConfigError(f"generation.stop_strings must hold non-empty strings, got {item!r}")
 
     def get(key: str):
         value = gen_cfg.get(key)
