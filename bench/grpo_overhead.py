@@ -2,7 +2,10 @@
 (bench/grpo_bare.py) with the same model, data, rewards, LoRA and sizes. Per-step wall time from each
 trainer's own log events (model loading and the evaluations before and after training excluded).
 
-    python -m bench.grpo_overhead [--small]
+    python -m bench.grpo_overhead [--small | --short]
+
+--short is experiment=learn_grpo's size (reasoning-gym chain_sum, prompt=short, 12 new tokens, 2 prompts
+x 8 completions, beta 0): with so few tokens per step, what costs per step rather than per token shows.
 """
 
 from __future__ import annotations
@@ -16,6 +19,16 @@ from bench.common import goal_text, parser, python_module, require_ok, run_watch
 
 GOAL = 1.05  # ours / bare, seconds per step
 
+SIZES = {
+    "small": {"steps": 3, "batch": 4, "max_new_tokens": 16, "limit": 8},
+    "default": {"steps": 5, "batch": 8, "max_new_tokens": 64, "limit": 16},
+    "short": {"steps": 6, "batch": 16, "max_new_tokens": 12, "limit": 32},
+}
+# The short size is the learn task: ours takes the preset, the bare script the same settings by hand.
+SHORT_OURS = ["experiment=learn_grpo"]
+SHORT_BARE = ["--dataset", "chain_sum", "--prompt", "short", "--num-generations", "8", "--beta", "0",
+              "--learning-rate", "2e-4", "--rewards", "correctness", "--weights", "1.0"]
+
 
 def step_seconds(times: list[tuple[int, float]]) -> list[float]:
     """Durations of steps 2..S from (step, time logged) pairs: step 1 has no start mark of its own."""
@@ -25,7 +38,8 @@ def step_seconds(times: list[tuple[int, float]]) -> list[float]:
 
 def run_ours(sizes: dict, run_dir: Path) -> dict:
     overrides = [
-        "algorithm=grpo", "logger=none", f"hparams.max_steps={sizes['steps']}",
+        *(SHORT_OURS if sizes.get("short") else ["algorithm=grpo"]), "logger=none",
+        f"hparams.max_steps={sizes['steps']}",
         f"hparams.per_device_train_batch_size={sizes['batch']}", f"generation.max_new_tokens={sizes['max_new_tokens']}",
         f"dataset.limit={sizes['limit']}",
         # The evaluations run before step 1 and after the last step only, outside the timed steps; keep them tiny.
@@ -42,7 +56,8 @@ def run_ours(sizes: dict, run_dir: Path) -> dict:
 
 def run_bare(sizes: dict) -> dict:
     run = run_watched(python_module("bench.grpo_bare", "--steps", str(sizes["steps"]), "--batch", str(sizes["batch"]),
-                                    "--max-new-tokens", str(sizes["max_new_tokens"]), "--limit", str(sizes["limit"])),
+                                    "--max-new-tokens", str(sizes["max_new_tokens"]), "--limit", str(sizes["limit"]),
+                                    *(SHORT_BARE if sizes.get("short") else [])),
                       timeout=3600)
     require_ok(run, "bench.grpo_bare")
     times = json.loads(run["stdout"].strip().splitlines()[-1])["step_times"]
@@ -52,10 +67,11 @@ def run_bare(sizes: dict) -> dict:
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
+    p.add_argument("--short", action="store_true", help="experiment=learn_grpo's size: 12 new tokens, 16 completions")
     p.add_argument("--repeats", type=int, help="interleaved runs per side; the fastest median step counts")
     args = p.parse_args()
-    sizes = ({"steps": 3, "batch": 4, "max_new_tokens": 16, "limit": 8} if args.small
-             else {"steps": 5, "batch": 8, "max_new_tokens": 64, "limit": 16})
+    size = "short" if args.short else "small" if args.small else "default"
+    sizes = {**SIZES[size], "short": args.short}
     repeats = args.repeats or (1 if args.small else 2)
     runs: dict[str, list[dict]] = {"ours": [], "bare_trl": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,7 +87,7 @@ def main() -> None:
     print(table([(name, best[name] / best["bare_trl"], round(best[name], 2)) for name in runs],
                 ["trainer", "s/step vs bare TRL", "median s/step"]))
     print(f"ours / bare TRL: {ratio:.3f}  goal {goal_text(ratio, GOAL, False)}")
-    path = write_result("grpo_overhead", {
+    path = write_result("grpo_overhead_short" if args.short else "grpo_overhead", {
         "sizes": {**sizes, "repeats": repeats, "small": args.small}, "runs": runs,
         "median_step_seconds": best, "ratios": {"ours_vs_bare_step_time": ratio},
         "goals": {"ours_vs_bare_step_time": f"<= {GOAL}"},
