@@ -517,3 +517,54 @@ def test_a_step_without_signal_leaves_the_policy_where_it_was_and_trains_the_cri
 
     assert step(signal=False) == (False, True)
     assert step(signal=True)[0]  # the same batch with a signal does move the policy: the check can fail
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "trpo"])
+def test_critic_none_trains_the_policy_alone_with_zero_values(algorithm):
+    """critic=none: V = 0, no critic parameters (TRPO: no optimizer at all), and a step with a signal still
+    moves the policy while one without leaves everything as it was."""
+    from reasoning_rl.algorithms.ppo import PPOConfig, PPOTrainer
+    from reasoning_rl.algorithms.trpo import TRPOConfig, TRPOTrainer
+
+    trainer_cls, config_cls = {"ppo": (PPOTrainer, PPOConfig), "trpo": (TRPOTrainer, TRPOConfig)}[algorithm]
+    config = config_cls.from_cfg(compose(f"algorithm={algorithm}", "algorithm.critic=none", "algorithm.kl_coef=0",
+                                         "algorithm.num_generations=2", "algorithm.minibatch_size=2",
+                                         "hparams.per_device_train_batch_size=2", "hparams.learning_rate=0.05"))
+
+    def step(signal: bool) -> bool:
+        trainer = trainer_cls.__new__(trainer_cls)
+        trainer.config, trainer.policy, trainer.device, trainer.state = config, tiny_lm(), "cpu", {"global_step": 0}
+        trainer.policy_params = [p for p in trainer.policy.parameters() if p.requires_grad]
+        trainer.critic = Critic("none", trainer.policy)
+        assert trainer.critic.trainable == [] and not trainer.critic.reads_policy_hidden
+        trainer.optimizer = trainer.build_optimizer()
+        assert (trainer.optimizer is None) == (algorithm == "trpo")
+        batch = tiny_batch()
+        with torch.no_grad():
+            logits, _ = response_forward(trainer.policy, batch, config.temperature)
+            batch.old_logprobs = token_logprobs(logits, batch.response_ids) * batch.response_mask
+            batch.values = trainer.critic.values(batch, None)
+        assert torch.equal(batch.values, torch.zeros_like(batch.response_mask))
+        batch.advantages = torch.randn(batch.response_mask.shape, generator=torch.Generator().manual_seed(0))
+        batch.advantages *= batch.action_mask
+        batch.returns = batch.advantages.clone()
+        batch.has_signal = signal
+        policy = {n: p.detach().clone() for n, p in trainer.policy.named_parameters() if p.requires_grad}
+        metrics = trainer.update(batch, step=1)
+        assert metrics["value_loss"] == 0.0 or algorithm == "ppo"
+        return any(not torch.equal(policy[n], p) for n, p in trainer.policy.named_parameters() if p.requires_grad)
+
+    assert step(signal=True)  # the policy learns without a critic
+    assert not step(signal=False)
+
+
+def test_critic_none_checkpoints_round_trip(tmp_path):
+    trainer = tiny_ppo(tmp_path)
+    trainer.critic = Critic("none", trainer.policy)
+    trainer.optimizer, trainer.scheduler = None, None  # as TRPO with critic=none has them
+    step_weights(trainer, 0.3)
+    trainer.save_checkpoint(1)
+    saved = lora_weights(trainer)
+    step_weights(trainer, 0.0)
+    assert trainer.resume(tmp_path / "checkpoints" / "checkpoint-1") == 1
+    assert all(torch.equal(saved[n], p) for n, p in lora_weights(trainer).items())

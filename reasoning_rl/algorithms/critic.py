@@ -1,5 +1,5 @@
-"""The value function V(s_t) of PPO and TRPO: a linear head on the policy's hidden states, or a
-separate model with its own adapter."""
+"""The value function V(s_t) of PPO and TRPO: a linear head on the policy's hidden states, a separate
+model with its own adapter, or none (V = 0: REINFORCE-style returns, whitened into a batch baseline)."""
 
 from __future__ import annotations
 
@@ -18,12 +18,16 @@ class Critic(nn.Module):
     objective moves the policy (TRPO's trust region covers the policy alone); cheap, no second model.
     separate: its own copy of the base model with its own LoRA adapter (peft=none: a fully trained
     copy), plus the linear head; stronger, at the memory and compute of a second model.
+    none: no parameters, V = 0 everywhere: GAE's advantages are then the discounted returns, and
+    whitening subtracts their batch mean (REINFORCE with a baseline; RLOO-like with γ = λ = 1).
     """
 
     def __init__(self, kind: str, policy, model_cfg=None, peft_cfg=None):
         super().__init__()
         self.kind = kind
-        self.trunk = None
+        self.trunk = self.head = None
+        if kind == "none":
+            return
         if kind == "separate":
             self.trunk = models.apply_peft(models.load_model(model_cfg), peft_cfg).eval()
         hidden_size = (self.trunk or policy).config.get_text_config().hidden_size
@@ -32,7 +36,17 @@ class Critic(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
+    @property
+    def reads_policy_hidden(self) -> bool:
+        return self.kind == "head"
+
+    @property
+    def trainable(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
     def values(self, batch: Batch, policy_hidden: torch.Tensor | None) -> torch.Tensor:
+        if self.head is None:
+            return torch.zeros_like(batch.response_mask)
         if self.trunk is None:
             hidden = policy_hidden.detach()
         else:

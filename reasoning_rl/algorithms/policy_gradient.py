@@ -80,14 +80,14 @@ class PolicyGradientTrainer:
         self.reference = self._reference_model()
         self.critic = Critic(config.critic, self.policy, ctx.cfg.model, ctx.cfg.peft)
         self.total_steps = self._total_steps(len(ctx.train_problems))
-        self.optimizer = self.build_optimizer()
+        self.optimizer = self.build_optimizer()  # None: nothing trained by gradient steps (TRPO, critic=none)
         warmup = config.warmup_steps
         warmup = int(warmup * self.total_steps) if isinstance(warmup, float) and warmup < 1 else int(warmup)
-        self.scheduler = get_scheduler(config.lr_scheduler_type, self.optimizer, num_warmup_steps=warmup,
-                                       num_training_steps=self.total_steps)
+        self.scheduler = self.optimizer and get_scheduler(config.lr_scheduler_type, self.optimizer,
+                                                          num_warmup_steps=warmup, num_training_steps=self.total_steps)
         self.state: dict[str, Any] = {"global_step": 0}  # plus whatever the subclass counts across steps
 
-    def build_optimizer(self) -> torch.optim.Optimizer:
+    def build_optimizer(self) -> torch.optim.Optimizer | None:
         raise NotImplementedError
 
     def update(self, batch: Batch, step: int) -> dict[str, float]:
@@ -160,7 +160,7 @@ class PolicyGradientTrainer:
         )
 
         # 3. Log-probs under the rollout policy and the reference; 4. values.
-        want_hidden = self.critic.kind == "head"
+        want_hidden = self.critic.reads_policy_hidden
         old, ref, values, hidden = [], [], [], []
         for chunk in batch.chunks(config.local_minibatch):
             logits, states = response_forward(self.policy, chunk, config.temperature, hidden=want_hidden)
@@ -234,8 +234,9 @@ class PolicyGradientTrainer:
             metrics.update(self.update(batch, step))
             metrics = parallel.mean_values(metrics)  # what is logged: the mean over processes
             metrics.update({"time/rollout_s": rolled_out - started, "time/update_s": time.perf_counter() - rolled_out})
-            metrics["learning_rate"] = self.scheduler.get_last_lr()[0]
-            self.scheduler.step()
+            if self.scheduler:
+                metrics["learning_rate"] = self.scheduler.get_last_lr()[0]
+                self.scheduler.step()
             self.state["global_step"] = step
             ctx.tracker.log({f"train/{k}": float(v) for k, v in metrics.items()}, step=step)
             bar.set_postfix(reward=f"{metrics['reward']:.3f}", refresh=False)
@@ -275,8 +276,8 @@ class PolicyGradientTrainer:
         folder.mkdir(parents=True)
         models.save_adapter(self.policy, folder)  # adapter_model.safetensors + adapter_config.json
         save_file(self.critic.trainable_state(), folder / "critic.safetensors")
-        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
-                   folder / "optimizer.pt")
+        torch.save({"optimizer": self.optimizer.state_dict() if self.optimizer else None,
+                    "scheduler": self.scheduler.state_dict() if self.scheduler else None}, folder / "optimizer.pt")
         save_rng(folder)  # rng.pt (tensors) + rng.json: nothing in a checkpoint needs unpickling
         (folder / "trainer_state.json").write_text(json.dumps({**self.state, "global_step": step}, indent=2))
         mark_complete(folder)  # fsyncs every file, then writes COMPLETE
@@ -294,8 +295,9 @@ class PolicyGradientTrainer:
         load_weights(self.policy, folder)
         self.critic.load_trainable_state(load_file(folder / "critic.safetensors", device=str(self.device)))
         saved = torch.load(folder / "optimizer.pt", map_location=self.device, weights_only=True)
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.scheduler.load_state_dict(saved["scheduler"])
+        if self.optimizer:
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.scheduler.load_state_dict(saved["scheduler"])
         load_rng(folder)
         self.state = json.loads((folder / "trainer_state.json").read_text())
         log.info("resumed %s at step %d from %s", self.algorithm, self.state["global_step"], folder)

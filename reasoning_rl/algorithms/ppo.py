@@ -76,13 +76,14 @@ class PPOTrainer(PolicyGradientTrainer):
         # with a learning rate per group is the same as two separate updates.
         return torch.optim.AdamW([
             {"params": self.policy_params, "lr": self.config.learning_rate, "weight_decay": self.config.weight_decay},
-            {"params": [p for p in self.critic.parameters() if p.requires_grad],
-             "lr": self.config.critic_learning_rate, "weight_decay": 0.0},
+            {"params": self.critic.trainable, "lr": self.config.critic_learning_rate, "weight_decay": 0.0},
         ])
 
     def update(self, batch: Batch, step: int) -> dict[str, float]:
         config = self.config
-        critic_params = [p for p in self.critic.parameters() if p.requires_grad]
+        critic_params = self.critic.trainable
+        if not batch.has_signal and not critic_params:  # nothing to learn from this batch: no critic to fit
+            return {"policy_loss": 0.0, "value_loss": 0.0, "loss": 0.0, "approx_kl": 0.0, "clip_fraction": 0.0}
         order = torch.Generator().manual_seed(config.seed * 1_000_003 + step)  # same shuffles after a resume
         sums: dict[str, float] = {}
         updates = 0
@@ -91,7 +92,7 @@ class PPOTrainer(PolicyGradientTrainer):
             for lo in range(0, len(batch), config.local_minibatch):
                 mb = batch.select(permutation[lo : lo + config.local_minibatch].to(self.device))
                 logits, hidden = response_forward(self.policy, mb, config.temperature,
-                                                  hidden=self.critic.kind == "head")
+                                                  hidden=self.critic.reads_policy_hidden)
                 logprobs = token_logprobs(logits, mb.response_ids)
                 policy_loss, clip_fraction = clipped_policy_loss(
                     logprobs, mb.old_logprobs, mb.advantages, mb.action_mask, config.clip_range)

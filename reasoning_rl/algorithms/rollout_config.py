@@ -14,7 +14,7 @@ from reasoning_rl.algorithms.schemas import PolicyGradientKeys
 from reasoning_rl.errors import ConfigError
 from reasoning_rl.grading import check_rewards
 
-CRITICS = ("head", "separate")
+CRITICS = ("head", "separate", "none")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -83,7 +83,7 @@ class RolloutConfig(PolicyGradientKeys):
             raise ConfigError(f"algorithm.kl_coef must be >= 0 (0 disables the KL penalty), got {self.kl_coef}")
         if self.critic not in CRITICS:
             raise ConfigError(f"algorithm.critic={self.critic!r} is not one of {list(CRITICS)}")
-        if not self.critic_learning_rate > 0:
+        if self.critic != "none" and not self.critic_learning_rate > 0:
             raise ConfigError(f"algorithm.critic_learning_rate={self.critic_learning_rate}: the critic would have "
                               "no trainable parameters that move; it must be > 0")
         for name in ("num_generations", "minibatch_size"):

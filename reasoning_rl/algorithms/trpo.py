@@ -67,10 +67,10 @@ class TRPOTrainer(PolicyGradientTrainer):
     algorithm = "trpo"
     headline = ("trust_region_kl", "line_search_backtracks", "surrogate_improvement", "value_loss")
 
-    def build_optimizer(self) -> torch.optim.Optimizer:
+    def build_optimizer(self) -> torch.optim.Optimizer | None:
         # The critic's only: the policy moves by the trust-region step, not by an optimizer.
-        return torch.optim.Adam([p for p in self.critic.parameters() if p.requires_grad],
-                                lr=self.config.critic_learning_rate)
+        params = self.critic.trainable
+        return torch.optim.Adam(params, lr=self.config.critic_learning_rate) if params else None
 
     def update(self, batch: Batch, step: int) -> dict[str, float]:
         config, params = self.config, self.policy_params
@@ -118,7 +118,9 @@ class TRPOTrainer(PolicyGradientTrainer):
         return metrics
 
     def fit_critic(self, batch: Batch, step: int) -> dict[str, float]:
-        critic_params = [p for p in self.critic.parameters() if p.requires_grad]
+        critic_params = self.critic.trainable
+        if not critic_params:  # critic=none: V = 0, nothing to fit
+            return {"value_loss": 0.0}
         order = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
         losses = []
         for _ in range(self.config.value_epochs):
