@@ -180,6 +180,12 @@ def write(c: Comparison, out_dir: Path, command: str = "") -> dict[str, Path]:
     return files
 
 
+
+def _section(heading: str, rows, note: str) -> list[str]:
+    """A markdown section: heading, table (header, rows), and what its numbers mean."""
+    return [f"## {heading}", "", table.render_markdown(*rows), "", note, ""]
+
+
 def markdown(c: Comparison, command: str, files: dict[str, Path]) -> str:
     lines = ["# Run comparison", ""]
     if command:
@@ -190,17 +196,17 @@ def markdown(c: Comparison, command: str, files: dict[str, Path]) -> str:
         lines += [*(f"- {line}" for line in lineage_lines(c)), "",
                   "`from`: the run a warm start continued (`init_from`), by table name when compared here.", ""]
     if c.baseline is not None and c.diffs:
-        lines += [f"## Difference from the baseline `{c.baseline.name}`", "",
-                  table.render_markdown(*table.diff_rows(c.baseline, c.diffs)), "",
-                  "Difference = run − baseline, recomputed per problem from samples.jsonl; paired bootstrap over "
-                  "problems when both runs scored the same problem ids (else independent bootstraps); two-sided "
-                  "p-value from the bootstrap distribution shifted to zero difference.", ""]
+        lines += _section(f"Difference from the baseline `{c.baseline.name}`", table.diff_rows(c.baseline, c.diffs),
+                          "Difference = run − baseline, recomputed per problem from samples.jsonl; paired bootstrap "
+                          "over problems when both runs scored the same problem ids (else independent bootstraps); "
+                          "two-sided p-value from the bootstrap distribution shifted to zero difference.")
     if c.baseline is not None and c.boundaries:
-        lines += [f"## Reasoning boundary (vs the baseline `{c.baseline.name}`)", "",
-                  table.render_markdown(*boundary.table_rows(c.baseline, c.boundaries)), "",
-                  "solved@N: problems with at least one correct answer among the N samples (pass@N = 1); gained: "
-                  "solved by the run and not by the baseline, lost: the reverse (all ids in compare_boundary.csv). "
-                  "Distinct answers: different extracted answers per problem, unparsable ones not counted.", ""]
+        lines += _section(f"Reasoning boundary (vs the baseline `{c.baseline.name}`)",
+                          boundary.table_rows(c.baseline, c.boundaries),
+                          "solved@N: problems with at least one correct answer among the N samples (pass@N = 1); "
+                          "gained: solved by the run and not by the baseline, lost: the reverse (all ids in "
+                          "compare_boundary.csv). Distinct answers: different extracted answers per problem, "
+                          "unparsable ones not counted.")
     if c.warnings:
         lines += ["## Warnings", "", *(f"- {w}" for w in c.warnings), ""]
     lines += ["## Runs", "", *(f"- `{r.name}`: {r.path}" for r in c.runs), ""]

@@ -32,12 +32,17 @@ def plot_eval_curves(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], 
     ax.set_ylabel("score (95% bootstrap CI)")
     ax.set_ylim(-0.02, 1.02)
     ax.legend()
+    _save_single(plt, fig, ax, path, title)
+    return path
+
+
+def _save_single(plt, fig, ax, path: Path, title: str) -> None:
+    """A one-panel figure, titled, saved and closed."""
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    return path
 
 
 def _pyplot():
@@ -202,9 +207,5 @@ def plot_metric_bars(
     ax.set_ylim(0, 1.02)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save_single(plt, fig, ax, path, title)
     return drawn
