@@ -18,8 +18,9 @@ class JobSettings:
     algorithm: Any = None  # the train job's: e.g. PPOConfig; None for an algorithm that keeps none
 
     @classmethod
-    def from_cfg(cls, cfg: Any, algorithm: Any = None) -> JobSettings:
+    def from_cfg(cls, cfg: Any) -> JobSettings:
+        """generation and eval; the train job adds the algorithm's (dataclasses.replace)."""
         evaluation = EvalSettings.from_cfg(cfg.eval)
         generation = GenerationSettings.from_cfg(cfg.generation)
         check_generation_config(cfg.generation, cfg.eval)  # a warning, not an error
-        return cls(generation=generation, eval=evaluation, algorithm=algorithm)
+        return cls(generation=generation, eval=evaluation)

@@ -83,8 +83,8 @@ class PolicyGradientTrainer:
         self.optimizer = self.build_optimizer()  # None: nothing trained by gradient steps (TRPO, critic=none)
         warmup = config.warmup_steps
         warmup = int(warmup * self.total_steps) if isinstance(warmup, float) and warmup < 1 else int(warmup)
-        self.scheduler = self.optimizer and get_scheduler(config.lr_scheduler_type, self.optimizer,
-                                                          num_warmup_steps=warmup, num_training_steps=self.total_steps)
+        self.scheduler = (get_scheduler(config.lr_scheduler_type, self.optimizer, num_warmup_steps=warmup,
+                                        num_training_steps=self.total_steps) if self.optimizer else None)
         self.state: dict[str, Any] = {"global_step": 0}  # plus whatever the subclass counts across steps
 
     def build_optimizer(self) -> torch.optim.Optimizer | None:
