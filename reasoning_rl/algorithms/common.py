@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from reasoning_rl.callbacks.logging import TrackerCallback
 from reasoning_rl.data.base import Problem
 from reasoning_rl.errors import ConfigError
 from reasoning_rl.evaluation import EvalResult, evaluate
-from reasoning_rl.generation import build_backend
+from reasoning_rl.generation import GenerationBackend, build_backend
 from reasoning_rl.grading import Grader
 from reasoning_rl.prompts import apply_chat_template
 from reasoning_rl.settings import JobSettings
@@ -98,6 +98,9 @@ class TrainContext:
     eval_results: dict[int, EvalResult] = field(default_factory=dict)
     checkpoint_callback: CheckpointCallback | None = None
     eval_prompts: list[str] | None = None
+    # (model) -> the in-training evaluation's sampler, where the algorithm has a better one than
+    # build_backend's: GRPO with generation=vllm sets TRL's engine, which holds the trained weights.
+    eval_backend: Callable[[Any], GenerationBackend] | None = None
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -109,7 +112,10 @@ class TrainContext:
 
     def run_eval(self, model, step: int) -> EvalResult:
         """The in-training evaluation: same code as the evaluate job, RNG state left untouched."""
-        backend = build_backend(self.settings.generation, model=model, tokenizer=self.tokenizer)
+        if self.eval_backend is not None:
+            backend = self.eval_backend(model)
+        else:
+            backend = build_backend(self.settings.generation, model=model, tokenizer=self.tokenizer)
         sampling = self.settings.generation.params(n=self.settings.eval.num_samples, seed=self.cfg.seed)
         if self.eval_prompts is None:  # templated once, reused by every eval of the run
             self.eval_prompts = [apply_chat_template(self.tokenizer, p.messages) for p in self.eval_problems]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
@@ -18,8 +20,9 @@ from trl import GRPOConfig, GRPOTrainer
 from reasoning_rl.algorithms.base import register_algorithm
 from reasoning_rl.algorithms.common import TrainContext, problem_rows, trainer_kwargs
 from reasoning_rl.errors import ConfigError
-from reasoning_rl.generation import budget_forcing_from_cfg
+from reasoning_rl.generation import GenerationBackend, GenerationSettings, budget_forcing_from_cfg, with_budget_forcing
 from reasoning_rl.generation.rollout import backend_rollout
+from reasoning_rl.generation.vllm import VLLMBackend
 from reasoning_rl.grading import check_rewards, get_reward_funcs
 
 log = logging.getLogger(__name__)
@@ -99,7 +102,41 @@ def train(ctx: TrainContext) -> None:
         processing_class=ctx.tokenizer,
         callbacks=ctx.callbacks(),
     )
+    if generation.backend == "vllm":
+        ctx.eval_backend = trl_engine_eval(trainer, generation)
     trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
+
+
+def trl_engine_eval(trainer: GRPOTrainer, generation: GenerationSettings) -> Callable[[Any], GenerationBackend] | None:
+    """The in-training evaluation's sampler for generation=vllm: TRL's colocated engine, which holds the
+    weights being trained (a second engine would need its own GPU memory and a copy of every update). None
+    where that engine can't serve it: TrainContext.run_eval then samples the live model with the HF backend."""
+    engine = getattr(trainer, "vllm_generation", None)
+    if engine is None or engine.mode != "colocate":  # server mode: the engine is in another process
+        return None
+    # TRL wakes and re-sleeps a sleeping engine inside its own generate(); repeating that here would couple
+    # us to its internals. A tensor-parallel engine needs the same prompts from each of its processes, where
+    # the evaluation gives every process its own share of the problems.
+    reason = None
+    if engine.enable_sleep_mode:
+        reason = "algorithm.args.vllm_enable_sleep_mode is on (TRL's engine sleeps between its rollouts)"
+    elif engine.tensor_parallel_size > 1:
+        reason = "algorithm.args.vllm_tensor_parallel_size > 1 (each process evaluates its own problems)"
+    if reason:
+        log.warning("the in-training evaluation samples with the HF backend, not TRL's vLLM engine: %s", reason)
+        return None
+
+    def backend(model) -> GenerationBackend:
+        # TRL's own bookkeeping (GRPOTrainer._generate_single_turn): the weights are pushed once per step,
+        # so its next rollout at this step doesn't push them again.
+        if trainer.state.global_step != trainer._last_loaded_step:
+            engine.sync_weights()  # merges a LoRA adapter, pushes the weights, resets the prefix cache
+            trainer._last_loaded_step = trainer.state.global_step
+        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        # check_config refuses budget forcing with vllm for GRPO; the wrapping keeps build_backend's rule.
+        return with_budget_forcing(VLLMBackend.from_engine(engine.llm, generation_eos=eos), generation)
+
+    return backend
 
 
 def _vllm_args(gen_cfg: DictConfig) -> dict:

@@ -14,7 +14,7 @@ from reasoning_rl.registry import Registry
 __all__ = [
     "BACKENDS", "BudgetForcedBackend", "BudgetForcing", "Completion", "GenerationBackend", "GenerationSettings",
     "SamplingParams",
-    "budget_forcing_from_cfg", "build_backend", "register_backend", "sampling_params_from_cfg",
+    "budget_forcing_from_cfg", "build_backend", "register_backend", "sampling_params_from_cfg", "with_budget_forcing",
 ]
 
 # generation.backend=NAME: `factory(settings, *, model, tokenizer, model_path) -> GenerationBackend`, where
@@ -62,15 +62,22 @@ def build_backend(settings: GenerationSettings | Any, model=None, tokenizer=None
     """The configured backend, wrapped in budget forcing when `generation.budget_forcing.enabled`.
     `settings`: the job's GenerationSettings (a plain generation block is built into one).
 
-    With generation=vllm and a live `model` but no `model_path` (the in-training evaluation of a
-    GRPO run whose rollouts TRL's own vLLM engine makes), the HF backend samples that model: a
-    second engine would not see the weights being trained.
+    With generation=vllm and a live `model` but no `model_path`, the HF backend samples that model:
+    a second engine would not see the weights being trained. A GRPO run's in-training evaluation
+    normally samples through TRL's own colocated engine instead (`TrainContext.eval_backend`, set by
+    algorithms/grpo.py); this fallback is what it gets where that engine can't be used (vLLM sleep mode,
+    tensor parallelism).
     """
     settings = GenerationSettings.from_cfg(settings)
     backend = settings.backend
     if backend == "vllm" and model is not None and model_path is None:
         backend = "hf"
     sampler = BACKENDS.get(backend)(settings, model=model, tokenizer=tokenizer, model_path=model_path)
+    return with_budget_forcing(sampler, settings)
+
+
+def with_budget_forcing(sampler: GenerationBackend, settings: GenerationSettings) -> GenerationBackend:
+    """`sampler` wrapped in budget forcing when the settings ask for it, else itself."""
     return BudgetForcedBackend(sampler, settings.budget_forcing) if settings.budget_forcing else sampler
 
 

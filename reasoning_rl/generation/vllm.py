@@ -36,11 +36,24 @@ class VLLMBackend(TokenBackend):
         check_available()
         import vllm
 
+        self._attach(vllm.LLM(model=model_path, **engine_kwargs), _generation_eos(model_path))
+
+    @classmethod
+    def from_engine(cls, llm, *, generation_eos: int | list[int] | None = None) -> VLLMBackend:
+        """A backend over an engine that someone else built and owns: TRL's colocated one in a GRPO run,
+        which holds the weights being trained. `generation_eos`: the model's generation_config.eos_token_id."""
+        backend = cls.__new__(cls)  # vllm is importable, and the GPU there, since the engine exists
+        backend._attach(llm, generation_eos)
+        return backend
+
+    def _attach(self, llm, generation_eos: int | list[int] | None) -> None:
+        import vllm
+
         self._vllm = vllm
-        self.llm = vllm.LLM(model=model_path, **engine_kwargs)
-        self.tokenizer = self.llm.get_tokenizer()
+        self.llm = llm
+        self.tokenizer = llm.get_tokenizer()
         # vLLM stops on the model's generation_config EOS ids too; budget forcing needs to recognise them.
-        self.eos_ids = eos_id_set(self.tokenizer.eos_token_id, _generation_eos(model_path))
+        self.eos_ids = eos_id_set(self.tokenizer.eos_token_id, generation_eos)
         self.last_stats: dict = {}
 
     def encode(self, prompts: list[str]) -> list[list[int]]:
