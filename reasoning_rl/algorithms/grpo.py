@@ -94,7 +94,8 @@ def train(ctx: TrainContext) -> None:
     ours = generation.budget_forcing or cfg.algorithm.get("rollouts", "trl") == "ours"
     trainer = GRPOTrainer(
         rollout_func=(backend_rollout(generation.budget_forcing, seed=cfg.seed,
-                                      batch_size=generation.sampling.batch_size) if ours else None),
+                                      batch_size=generation.sampling.batch_size, decode=generation.decode)
+                      if ours else None),
         model=ctx.model,
         reward_funcs=reward_funcs,
         args=args,

@@ -44,7 +44,7 @@ def _hf_backend(settings: GenerationSettings, *, model, tokenizer, model_path: s
         raise ValueError("the hf backend needs a loaded model and tokenizer")
     from reasoning_rl.generation.hf import HFBackend
 
-    return HFBackend(model, tokenizer)
+    return HFBackend(model, tokenizer, decode=settings.decode)
 
 
 @register_backend("vllm")

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+# generation.decode of the HF backend: rows leave a dynamic cache as they finish, or a fixed-shape decode
+# (generation/static_decode.py), eager or compiled.
+DECODES = ("dynamic", "static", "compiled")
+
 
 @dataclass
 class SamplingParams:

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import inspect
 import time
+import warnings
 
 import torch
 from tqdm.auto import tqdm
 from transformers import LogitsProcessorList, StopStringCriteria
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-from reasoning_rl.generation.base import Completion, SamplingParams, TokenBackend, eos_id_set
+from reasoning_rl.generation.base import DECODES, Completion, SamplingParams, TokenBackend, eos_id_set
 from reasoning_rl.generation.kv_cache import decode_cache
+from reasoning_rl.generation.static_decode import StaticDecoder, decoder_for, supports_static
 
 
 def sample_from_probs(probs: torch.Tensor) -> torch.Tensor:
@@ -63,7 +65,12 @@ def _unmerge_lora(model, saved: list) -> None:
 
 
 class HFBackend(TokenBackend):
-    def __init__(self, model, tokenizer):
+    """`decode`: "dynamic" (rows leave the batch and the cache as they finish), or the fixed-shape decode of
+    static_decode.py, "static" (eager) or "compiled" (torch.compile; CUDA graphs on a GPU)."""
+
+    def __init__(self, model, tokenizer, *, decode: str = "dynamic"):
+        if decode not in DECODES:
+            raise ValueError(f"decode={decode!r} is not one of {list(DECODES)}")
         self.model = model
         self.tokenizer = tokenizer
         self.last_stats: dict = {}
@@ -72,6 +79,13 @@ class HFBackend(TokenBackend):
         # transformers renamed forward's `past_key_values` to `cache` (5.2x; the old name warns, then goes in 5.40).
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self._cache_arg = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+        self._static: StaticDecoder | None = None
+        if decode != "dynamic":
+            if not supports_static(model.config):
+                warnings.warn(f"generation.decode={decode}: {type(base).__name__} has layers that are not full "
+                              "attention (a sliding window); decoding with the dynamic cache", stacklevel=2)
+            else:
+                self._static = decoder_for(model, self._cache_arg, compiled=decode == "compiled")
 
     def encode(self, prompts: list[str]) -> list[list[int]]:
         # Prompts are already chat-templated, so the template's own special tokens are the only ones wanted.
@@ -88,6 +102,8 @@ class HFBackend(TokenBackend):
         order = sorted(range(len(prompt_ids)), key=lambda i: -len(prompt_ids[i]))
         sequences = [i for i in order for _ in range(params.n)]
         results: list[list[Completion]] = [[] for _ in prompt_ids]
+        if self._static is not None and prompt_ids:  # one capacity for every batch: one cache and graph per bucket
+            self._static.reserve(max(map(len, prompt_ids)) + max(caps))
         was_training = self.model.training
         self.model.eval()  # no dropout while sampling, even when called from inside a training loop
         cuda = [self.model.device] if self.model.device.type == "cuda" else []
@@ -156,6 +172,14 @@ class HFBackend(TokenBackend):
         warpers = self._warpers(params)
         stop = self._stop_criterion(params.stop_strings)
 
+        def choose(logits: torch.Tensor, generated: torch.Tensor, step: int) -> torch.Tensor:
+            if params.temperature > 0:
+                return sample_from_probs(torch.softmax(warpers(generated[:, :step], logits), dim=-1))
+            return torch.argmax(logits, dim=-1)
+
+        if self._static is not None:
+            return self._static.decode(input_ids, mask, positions, source, caps, choose, eos, stop)
+
         out: list[list[int]] = [[] for _ in rows]
         ended = [False] * len(rows)
         active = list(range(len(rows)))  # which original row each batch row is
@@ -176,10 +200,7 @@ class HFBackend(TokenBackend):
         mask = torch.cat([mask, mask.new_ones((len(rows), steps))], dim=1)
         next_position = positions[:, -1:] + 1
         for step in range(steps):
-            if params.temperature > 0:
-                tokens = sample_from_probs(torch.softmax(warpers(generated[:, :step], logits), dim=-1))
-            else:
-                tokens = torch.argmax(logits, dim=-1)
+            tokens = choose(logits, generated, step)
             for row, token in zip(active, tokens.tolist()):
                 out[row].append(token)
             done = torch.isin(tokens, eos)

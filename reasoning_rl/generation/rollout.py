@@ -27,13 +27,14 @@ def injected_mask(length: int, injected: list[tuple[int, int]]) -> list[int]:
     return mask
 
 
-def backend_rollout(forcing: BudgetForcing | None, *, seed: int, batch_size: int) -> Callable[[list, Any], dict]:
+def backend_rollout(forcing: BudgetForcing | None, *, seed: int, batch_size: int,
+                    decode: str = "dynamic") -> Callable[[list, Any], dict]:
     def rollout(prompts: list, trainer) -> dict:
         args, tokenizer = trainer.args, trainer.processing_class
         texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
         # The policy as it is now (LoRA adapter included); unwrap DDP's wrapper for plain forward calls.
         model = trainer.accelerator.unwrap_model(trainer.model_wrapped)
-        backend = HFBackend(model, tokenizer)
+        backend = HFBackend(model, tokenizer, decode=decode)  # a static decoder is kept per model, across steps
         backend = BudgetForcedBackend(backend, forcing) if forcing else backend
         # TRL scores these tokens with its own temperature, so sample with exactly its settings.
         params = SamplingParams(

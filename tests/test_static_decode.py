@@ -1,0 +1,151 @@
+"""generation.decode=static|compiled (generation/static_decode.py): the fixed-shape decode gives the dynamic
+decode's greedy tokens and its sampling distribution, through left padding, shared prefills, per-row caps,
+stop strings and finished rows moving the batch into smaller buckets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import reasoning_rl.generation.static_decode as static_decode
+from reasoning_rl.errors import ConfigError
+from reasoning_rl.generation import GenerationSettings, SamplingParams, build_backend
+from reasoning_rl.generation.hf import HFBackend
+from reasoning_rl.models import load_model_and_tokenizer
+
+MODEL = {"name_or_path": "smollm2-135m-instruct", "source": "embedded", "dtype": "float32"}
+# Short answers and long ones, of different prompt lengths: rows finish at different steps.
+QUESTIONS = ["What is 2+3? Reply with the number only.", "Say hi.",
+             "Write a long story about a dragon who learns to fly over the mountains.",
+             "What is 12 plus 25? Reply with the number only.", "Count from 1 to 20."]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer():
+    return load_model_and_tokenizer(MODEL, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def prompts(model_and_tokenizer):
+    tokenizer = model_and_tokenizer[1]
+    return [tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+            for q in QUESTIONS]
+
+
+@pytest.fixture
+def small_buckets(monkeypatch):
+    """Buckets down to one row, so a handful of rows goes through several compactions."""
+    monkeypatch.setattr(static_decode, "MIN_BUCKET", 1)
+
+
+def ids(results):
+    return [[(c.token_ids, c.finish_reason, c.text) for c in per_prompt] for per_prompt in results]
+
+
+GREEDY = SamplingParams(n=2, max_new_tokens=40, temperature=0.0, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def dynamic_greedy(model_and_tokenizer, prompts):
+    return HFBackend(*model_and_tokenizer).generate(prompts, GREEDY, progress=False)
+
+
+def test_greedy_tokens_are_the_dynamic_decodes(model_and_tokenizer, prompts, dynamic_greedy, small_buckets):
+    backend = HFBackend(*model_and_tokenizer, decode="static")
+    static = backend.generate(prompts, GREEDY, progress=False)
+    assert ids(static) == ids(dynamic_greedy)
+    lengths = sorted(c.num_tokens for per_prompt in static for c in per_prompt)
+    assert lengths[0] < 20 and lengths[-1] == 40  # rows did finish at different steps
+    # 10 rows: a bucket of 16, then smaller ones as rows finished.
+    buckets = backend._static.last_buckets
+    assert buckets[0] == 16 and len(buckets) >= 3 and buckets == sorted(buckets, reverse=True)
+
+
+def test_caps_stop_strings_and_split_batches(model_and_tokenizer, prompts, small_buckets):
+    params = SamplingParams(n=2, max_new_tokens=30, temperature=0.0, batch_size=4, stop_strings=["."])
+    limits = [30, 3, 17, 30, 9]
+    dynamic = HFBackend(*model_and_tokenizer).generate_ids(
+        HFBackend(*model_and_tokenizer).encode(prompts), params, progress=False, limits=limits)
+    backend = HFBackend(*model_and_tokenizer, decode="static")
+    static = backend.generate_ids(backend.encode(prompts), params, progress=False, limits=limits)
+    assert ids(static) == ids(dynamic)
+    assert [c.num_tokens for c in static[1]] == [3, 3]
+    assert any(c.finish_reason == "stop" and c.token_ids[-1] not in backend.eos_ids for p in static for c in p)
+
+
+def test_caches_are_kept_for_the_next_decode(model_and_tokenizer, prompts):
+    backend = HFBackend(*model_and_tokenizer, decode="static")
+    params = SamplingParams(n=1, max_new_tokens=8, temperature=0.0)
+    backend.generate(prompts, params, progress=False)
+    caches = dict(backend._static._caches)
+    again = build_backend({"backend": "hf", "decode": "static"}, *model_and_tokenizer)  # an evaluation's new backend
+    again.generate(prompts, params, progress=False)
+    assert again._static is backend._static
+    assert all(backend._static._caches[b] is cache for b, cache in caches.items())
+
+
+def _third_tokens(backend, prompt, temperature: float, draws: int) -> torch.Tensor:
+    params = SamplingParams(n=draws, max_new_tokens=3, temperature=temperature, batch_size=100, seed=1)
+    [completions] = backend.generate([prompt], params, progress=False)
+    return torch.tensor([c.token_ids[2] for c in completions if len(c.token_ids) > 2])
+
+
+def _same_distribution(a: torch.Tensor, b: torch.Tensor) -> float:
+    """p-value of a chi-square test that two samples of tokens come from one distribution (tokens seen
+    fewer than 10 times in all are pooled)."""
+    from scipy.stats import chi2_contingency
+
+    tokens, counts = torch.cat([a, b]).unique(return_counts=True)
+    common = tokens[counts >= 10]
+    table = [[int((x == t).sum()) for t in common] + [int((~torch.isin(x, common)).sum())] for x in (a, b)]
+    table = [list(col) for col in zip(*table) if sum(col) > 0]
+    return chi2_contingency(list(zip(*table))).pvalue
+
+
+def test_sampling_has_the_dynamic_decodes_distribution(model_and_tokenizer, prompts):
+    """The third token, after two steps of each decode, drawn 600 times from each: the same distribution
+    (the static decode draws one uniform per bucket row, so not the same draws)."""
+    dynamic = HFBackend(*model_and_tokenizer)
+    static = HFBackend(*model_and_tokenizer, decode="static")
+    prompt = prompts[2]
+    reference = _third_tokens(dynamic, prompt, 0.7, 600)
+    assert _same_distribution(reference, _third_tokens(static, prompt, 0.7, 600)) > 1e-3
+    # The check can fail: the same decode at temperature 1.2 is told apart.
+    assert _same_distribution(reference, _third_tokens(static, prompt, 1.2, 600)) < 1e-3
+
+
+def test_decode_is_checked_and_reaches_the_backend(model_and_tokenizer):
+    with pytest.raises(ConfigError, match="generation.decode='fast' is not one of"):
+        GenerationSettings.from_cfg({"backend": "hf", "decode": "fast"})
+    assert build_backend({"backend": "hf"}, *model_and_tokenizer)._static is None
+    assert build_backend({"backend": "hf", "decode": "compiled"}, *model_and_tokenizer)._static.compiled
+
+
+def test_sliding_window_models_fall_back_to_the_dynamic_decode():
+    from transformers import MistralConfig, MistralForCausalLM
+
+    config = MistralConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                           num_attention_heads=2, num_key_value_heads=1, sliding_window=8)
+    model = MistralForCausalLM(config)
+
+    class Tokenizer:
+        eos_token_id, pad_token_id = 1, 0
+
+    with pytest.warns(UserWarning, match="not full attention"):
+        backend = HFBackend(model, Tokenizer(), decode="static")
+    assert backend._static is None
+
+
+@pytest.mark.slow
+def test_compiled_decode_gives_the_same_greedy_tokens(model_and_tokenizer, prompts, dynamic_greedy):
+    """torch.compile of the step (inductor on CPU, CUDA graphs on a GPU): the same arithmetic, the same tokens."""
+    backend = HFBackend(*model_and_tokenizer, decode="compiled")
+    assert ids(backend.generate(prompts, GREEDY, progress=False)) == ids(dynamic_greedy)
