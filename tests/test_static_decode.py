@@ -149,3 +149,24 @@ def test_compiled_decode_gives_the_same_greedy_tokens(model_and_tokenizer, promp
     """torch.compile of the step (inductor on CPU, CUDA graphs on a GPU): the same arithmetic, the same tokens."""
     backend = HFBackend(*model_and_tokenizer, decode="compiled")
     assert ids(backend.generate(prompts, GREEDY, progress=False)) == ids(dynamic_greedy)
+
+
+@pytest.mark.slow
+def test_gpu_bench_runs_on_cpu(tmp_path):
+    """bench/gpu/bench.py, the device call's first step, at toy size: every arm, the warm-up apart, the
+    ratios, and the decodes' greedy tokens agreeing (float32 on CPU: the same arithmetic)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "bench.json"
+    subprocess.run([sys.executable, "bench/gpu/bench.py", "--size", "tiny", "--device", "cpu", "--prompts", "2",
+                    "--max-new-tokens", "8", "--batch-size", "16", "--grpo-steps", "0", "--repeats", "1",
+                    "--decodes", "dynamic,static", "--out", str(out)],
+                   check=True, cwd=Path(__file__).resolve().parents[1], timeout=600, capture_output=True)
+    result = json.loads(out.read_text())
+    assert set(result["generation"]) == {"ours_dynamic", "ours_static", "hf_generate"}
+    assert all(run["warmup_s"] > 0 and len(run["rounds"]) == 1 for run in result["generation"].values())
+    assert set(result["ours_vs_generate"]) == {"dynamic", "static"}
+    assert result["greedy_agreement"] == {"static": 1.0}

@@ -18,15 +18,15 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OF
 PY=${PY:-python3}
 
 if [ -n "${SMALL:-}" ]; then
-  BENCH="--size tiny --device cpu --prompts 2 --max-new-tokens 8 --batch-size 16 --grpo-steps 1"
+  BENCH="--size tiny --device cpu --prompts 2 --max-new-tokens 8 --batch-size 16 --grpo-steps 1 --decodes dynamic,compiled"
   MODEL_SIZE=tiny; T=(60 60 60)
   GRPO="hparams.max_steps=1 hparams.per_device_train_batch_size=4 algorithm.args.num_generations=4 generation.max_new_tokens=8 eval.limit=2"
   EVAL="eval.num_samples=2 eval.ks=[1,2] generation.max_new_tokens=8 generation.batch_size=8"
   GSM="dataset.limit=2 generation.budget_forcing.max_thinking_tokens=4"
   ARC="dataset.limit=2"; AGI="dataset.limit=1 dataset.max_prompt_tokens=512"
 else
-  BENCH="--out $OUT/gpu_1b.json"
-  MODEL_SIZE=1b; T=(150 150 150)
+  BENCH="--out $OUT/gpu_1b.json --repeats 2"
+  MODEL_SIZE=1b; T=(330 150 150)
   # 2 GSM8K prompts x 8 completions per step, 256 new tokens, 4 steps; eval on 8 problems at the end.
   GRPO="hparams=gpu hparams.max_steps=4 hparams.gradient_accumulation_steps=1 hparams.per_device_train_batch_size=16 algorithm.args.num_generations=8 generation.max_new_tokens=256 eval.limit=8"
   EVAL="generation.batch_size=512"
@@ -48,17 +48,21 @@ step() {  # name, seconds, command...
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
 $PY -c "import torch, transformers, peft, trl; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'trl', trl.__version__)"
 
-# 1. HF backend throughput (ours vs model.generate) and the stand-in GRPO step, random Llama-3.2-1B shape.
+# 1. HF backend throughput (ours, dynamic and compiled decode, vs model.generate; issue 18's goal: >= 2x at
+#    batch 256 after warm-up) and the stand-in GRPO step, random Llama-3.2-1B shape.
 if [ -n "${SMALL:-}" ]; then step bench_1b "${T[0]}" $PY bench/gpu/bench.py $BENCH --out "$OUT/cpu_tiny_check.json"
 else step bench_1b "${T[0]}" $PY bench/gpu/bench.py $BENCH; fi
 
-# 2. The embedded model (SmolLM2-135M, float32 as on CPU): budget forcing on/off, ARC baselines.
+# 2. The embedded model (SmolLM2-135M, float32 as on CPU): a real evaluation (EOS, rows finishing at different
+#    steps) with the dynamic decode and the compiled one, then budget forcing on/off and the other baselines.
+step arc_challenge "${T[2]}" $PY -m reasoning_rl.evaluate experiment=arc_challenge_baseline logger=none $EVAL $ARC \
+  hydra.run.dir="$RUNS/arc_challenge"
+step arc_challenge_compiled "${T[2]}" $PY -m reasoning_rl.evaluate experiment=arc_challenge_baseline logger=none \
+  $EVAL $ARC generation.decode=compiled hydra.run.dir="$RUNS/arc_challenge_compiled"
 step bf_on "${T[2]}" $PY -m reasoning_rl.evaluate experiment=budget_forcing_gsm8k logger=none $EVAL $GSM \
   hydra.run.dir="$RUNS/bf_on"
 step bf_off "${T[2]}" $PY -m reasoning_rl.evaluate experiment=budget_forcing_gsm8k logger=none $EVAL $GSM \
   generation.budget_forcing.enabled=false hydra.run.dir="$RUNS/bf_off"
-step arc_challenge "${T[2]}" $PY -m reasoning_rl.evaluate experiment=arc_challenge_baseline logger=none $EVAL $ARC \
-  hydra.run.dir="$RUNS/arc_challenge"
 step arc_agi1 "$((T[2] + 60))" $PY -m reasoning_rl.evaluate experiment=arc_agi1_baseline logger=none $EVAL $AGI \
   hydra.run.dir="$RUNS/arc_agi1"
 # 3. The real GRPO job (TRL GRPOTrainer through reasoning_rl.train) on the same shape, bf16.

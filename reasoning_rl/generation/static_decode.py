@@ -71,6 +71,9 @@ class StaticDecoder:
         if compiled:
             # The host-side cost of a step is what CUDA graphs remove; on CPU, inductor's kernels.
             mode = "reduce-overhead" if self.cuda else None
+            # Dynamo keeps 8 compiled versions per function by default, then runs it uncompiled: one per bucket
+            # size (6 from 256 rows down), per capacity and per model would pass that.
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
             self._step = torch.compile(self._forward, mode=mode, dynamic=False)
 
     def _forward(self, input_ids, attention_mask, position_ids, cache):
@@ -111,8 +114,8 @@ class StaticDecoder:
                choose: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor], eos: torch.Tensor,
                stop) -> list[tuple[list[int], bool]]:
         """Generated ids of each row and whether it ended on EOS / a stop string. `input_ids`, `prompt_mask` and
-        `positions`: the distinct prompts, left-padded; `source[r]`: row r's prompt; `choose(logits, generated, step)`: the
-        next tokens; `stop`: a StopStringCriteria or None."""
+        `positions`: the distinct prompts, left-padded; `source[r]`: row r's prompt; `choose(logits, generated,
+        step)`: the next tokens; `stop`: a StopStringCriteria or None."""
         device = input_ids.device
         rows, width, steps = len(source), input_ids.shape[1], max(caps)
         self.reserve(width + steps)
