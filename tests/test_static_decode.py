@@ -170,3 +170,24 @@ def test_gpu_bench_runs_on_cpu(tmp_path):
     assert all(run["warmup_s"] > 0 and len(run["rounds"]) == 1 for run in result["generation"].values())
     assert set(result["ours_vs_generate"]) == {"dynamic", "static"}
     assert result["greedy_agreement"] == {"static": 1.0}
+
+
+def test_grpo_backend_rollouts_use_the_decode(model_and_tokenizer, small_buckets):
+    """algorithm.rollouts=ours hands generation.decode to the rollout's backend, whose decoder (caches, graphs)
+    outlives the step."""
+    from types import SimpleNamespace
+
+    from reasoning_rl.generation.rollout import backend_rollout
+
+    model, tokenizer = model_and_tokenizer
+    trainer = SimpleNamespace(
+        args=SimpleNamespace(max_completion_length=12, temperature=0.0, top_p=1.0, top_k=0),
+        processing_class=tokenizer, model_wrapped=model, state=SimpleNamespace(global_step=3),
+        accelerator=SimpleNamespace(unwrap_model=lambda m: m, process_index=0))
+    prompts = [[{"role": "user", "content": q}] for q in QUESTIONS[:3] for _ in range(2)]
+    static_decode._DECODERS.pop(model, None)
+    dynamic = backend_rollout(None, seed=0, batch_size=8)(prompts, trainer)
+    assert model not in static_decode._DECODERS
+    static = backend_rollout(None, seed=0, batch_size=8, decode="static")(prompts, trainer)
+    assert static["completion_ids"] == dynamic["completion_ids"]
+    assert static_decode._DECODERS[model][False].last_buckets[0] == 8
