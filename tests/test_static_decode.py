@@ -191,3 +191,27 @@ def test_grpo_backend_rollouts_use_the_decode(model_and_tokenizer, small_buckets
     static = backend_rollout(None, seed=0, batch_size=8, decode="static")(prompts, trainer)
     assert static["completion_ids"] == dynamic["completion_ids"]
     assert static_decode._DECODERS[model][False].last_buckets[0] == 8
+
+
+def test_the_kept_decoder_does_not_keep_the_model_alive():
+    import gc
+    import weakref
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1))
+
+    class Tokenizer:
+        eos_token_id, pad_token_id = 1, 0
+
+        def decode(self, ids, skip_special_tokens=True):
+            return " ".join(map(str, ids))
+
+    backend = HFBackend(model, Tokenizer(), decode="static")
+    backend.generate_ids([[5, 6, 7]], SamplingParams(n=2, max_new_tokens=3, temperature=0.0), progress=False)
+    assert model in static_decode._DECODERS
+    alive = weakref.ref(model)
+    del model, backend
+    gc.collect()
+    assert alive() is None

@@ -59,7 +59,7 @@ class StaticDecoder:
     """The decode loop of `HFBackend` with fixed shapes; `compiled` runs each step through torch.compile."""
 
     def __init__(self, model, cache_arg: str, *, compiled: bool):
-        self.model = model
+        self._model = weakref.ref(model)  # a strong one would keep the model alive as its own _DECODERS key
         self.cache_arg = cache_arg
         self.compiled = compiled
         self.cuda = model.device.type == "cuda"
@@ -76,6 +76,10 @@ class StaticDecoder:
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
             self._step = torch.compile(self._forward, mode=mode, dynamic=False)
 
+    @property
+    def model(self):
+        return self._model()
+
     def _forward(self, input_ids, attention_mask, position_ids, cache):
         return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                           use_cache=True, **{self.cache_arg: cache}).logits[:, -1]
@@ -88,7 +92,8 @@ class StaticDecoder:
 
     def _cache(self, bucket: int, like: torch.Tensor) -> StaticCache:
         cache = self._caches.get(bucket)
-        if cache is None:
+        kept = cache.layers[0].keys if cache is not None else None
+        if kept is None or kept.dtype != like.dtype or kept.device != like.device:
             cache = StaticCache(config=self.model.config, max_cache_len=self.capacity)
             heads, dim = like.shape[1], like.shape[-1]
             cache.early_initialization(bucket, heads, dim, like.dtype, like.device)
