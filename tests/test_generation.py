@@ -13,26 +13,16 @@ from reasoning_rl.errors import ConfigError
 from reasoning_rl.generation import SamplingParams, build_backend, sampling_params_from_cfg
 from reasoning_rl.generation.hf import HFBackend
 from reasoning_rl.generation.vllm import VLLMBackend
-from reasoning_rl.models import load_model_and_tokenizer
 
-MODEL = {"name_or_path": "smollm2-135m-instruct", "source": "embedded", "dtype": "float32"}
 # Different lengths, listed out of length order, so sorting into batches and restoring order is exercised.
 QUESTIONS = ["What is 2+3?", "Write a long story about a dragon who learns to fly over the mountains.", "Hi"]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Test suites share a 2-core box; two torch threads competing with other processes stall at OpenMP barriers
-    # (measured 10x slower than one thread under load).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
-def model_and_tokenizer():
-    return load_model_and_tokenizer(MODEL, device="cpu")
+def model_and_tokenizer(embedded_lm):
+    return embedded_lm
 
 
 @pytest.fixture(scope="module")

@@ -11,31 +11,18 @@ import reasoning_rl.generation.static_decode as static_decode
 from reasoning_rl.errors import ConfigError
 from reasoning_rl.generation import GenerationSettings, SamplingParams, build_backend
 from reasoning_rl.generation.hf import HFBackend
-from reasoning_rl.models import load_model_and_tokenizer
 
-MODEL = {"name_or_path": "smollm2-135m-instruct", "source": "embedded", "dtype": "float32"}
 # Short answers and long ones, of different prompt lengths: rows finish at different steps.
 QUESTIONS = ["What is 2+3? Reply with the number only.", "Say hi.",
              "Write a long story about a dragon who learns to fly over the mountains.",
              "What is 12 plus 25? Reply with the number only.", "Count from 1 to 20."]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
-def model_and_tokenizer():
-    return load_model_and_tokenizer(MODEL, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def prompts(model_and_tokenizer):
-    tokenizer = model_and_tokenizer[1]
+def prompts(embedded_lm):
+    tokenizer = embedded_lm[1]
     return [tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
             for q in QUESTIONS]
 
@@ -54,12 +41,12 @@ GREEDY = SamplingParams(n=2, max_new_tokens=40, temperature=0.0, batch_size=16)
 
 
 @pytest.fixture(scope="module")
-def dynamic_greedy(model_and_tokenizer, prompts):
-    return HFBackend(*model_and_tokenizer).generate(prompts, GREEDY, progress=False)
+def dynamic_greedy(embedded_lm, prompts):
+    return HFBackend(*embedded_lm).generate(prompts, GREEDY, progress=False)
 
 
-def test_greedy_tokens_are_the_dynamic_decodes(model_and_tokenizer, prompts, dynamic_greedy, small_buckets):
-    backend = HFBackend(*model_and_tokenizer, decode="static")
+def test_greedy_tokens_are_the_dynamic_decodes(embedded_lm, prompts, dynamic_greedy, small_buckets):
+    backend = HFBackend(*embedded_lm, decode="static")
     static = backend.generate(prompts, GREEDY, progress=False)
     assert ids(static) == ids(dynamic_greedy)
     lengths = sorted(c.num_tokens for per_prompt in static for c in per_prompt)
@@ -69,24 +56,24 @@ def test_greedy_tokens_are_the_dynamic_decodes(model_and_tokenizer, prompts, dyn
     assert buckets[0] == 16 and len(buckets) >= 3 and buckets == sorted(buckets, reverse=True)
 
 
-def test_caps_stop_strings_and_split_batches(model_and_tokenizer, prompts, small_buckets):
+def test_caps_stop_strings_and_split_batches(embedded_lm, prompts, small_buckets):
     params = SamplingParams(n=2, max_new_tokens=30, temperature=0.0, batch_size=4, stop_strings=["."])
     limits = [30, 3, 17, 30, 9]
-    dynamic = HFBackend(*model_and_tokenizer).generate_ids(
-        HFBackend(*model_and_tokenizer).encode(prompts), params, progress=False, limits=limits)
-    backend = HFBackend(*model_and_tokenizer, decode="static")
+    dynamic = HFBackend(*embedded_lm).generate_ids(
+        HFBackend(*embedded_lm).encode(prompts), params, progress=False, limits=limits)
+    backend = HFBackend(*embedded_lm, decode="static")
     static = backend.generate_ids(backend.encode(prompts), params, progress=False, limits=limits)
     assert ids(static) == ids(dynamic)
     assert [c.num_tokens for c in static[1]] == [3, 3]
     assert any(c.finish_reason == "stop" and c.token_ids[-1] not in backend.eos_ids for p in static for c in p)
 
 
-def test_caches_are_kept_for_the_next_decode(model_and_tokenizer, prompts):
-    backend = HFBackend(*model_and_tokenizer, decode="static")
+def test_caches_are_kept_for_the_next_decode(embedded_lm, prompts):
+    backend = HFBackend(*embedded_lm, decode="static")
     params = SamplingParams(n=1, max_new_tokens=8, temperature=0.0)
     backend.generate(prompts, params, progress=False)
     caches = dict(backend._static._caches)
-    again = build_backend({"backend": "hf", "decode": "static"}, *model_and_tokenizer)  # an evaluation's new backend
+    again = build_backend({"backend": "hf", "decode": "static"}, *embedded_lm)  # an evaluation's new backend
     again.generate(prompts, params, progress=False)
     assert again._static is backend._static
     assert all(backend._static._caches[b] is cache for b, cache in caches.items())
@@ -110,11 +97,11 @@ def _same_distribution(a: torch.Tensor, b: torch.Tensor) -> float:
     return chi2_contingency(list(zip(*table))).pvalue
 
 
-def test_sampling_has_the_dynamic_decodes_distribution(model_and_tokenizer, prompts):
+def test_sampling_has_the_dynamic_decodes_distribution(embedded_lm, prompts):
     """The third token, after two steps of each decode, drawn 600 times from each: the same distribution
     (the static decode draws one uniform per bucket row, so not the same draws)."""
-    dynamic = HFBackend(*model_and_tokenizer)
-    static = HFBackend(*model_and_tokenizer, decode="static")
+    dynamic = HFBackend(*embedded_lm)
+    static = HFBackend(*embedded_lm, decode="static")
     prompt = prompts[2]
     reference = _third_tokens(dynamic, prompt, 0.7, 600)
     assert _same_distribution(reference, _third_tokens(static, prompt, 0.7, 600)) > 1e-3
@@ -122,11 +109,11 @@ def test_sampling_has_the_dynamic_decodes_distribution(model_and_tokenizer, prom
     assert _same_distribution(reference, _third_tokens(static, prompt, 1.2, 600)) < 1e-3
 
 
-def test_decode_is_checked_and_reaches_the_backend(model_and_tokenizer):
+def test_decode_is_checked_and_reaches_the_backend(embedded_lm):
     with pytest.raises(ConfigError, match="generation.decode='fast' is not one of"):
         GenerationSettings.from_cfg({"backend": "hf", "decode": "fast"})
-    assert build_backend({"backend": "hf"}, *model_and_tokenizer)._static is None
-    assert build_backend({"backend": "hf", "decode": "compiled"}, *model_and_tokenizer)._static.compiled
+    assert build_backend({"backend": "hf"}, *embedded_lm)._static is None
+    assert build_backend({"backend": "hf", "decode": "compiled"}, *embedded_lm)._static.compiled
 
 
 def test_sliding_window_models_fall_back_to_the_dynamic_decode():
@@ -145,9 +132,9 @@ def test_sliding_window_models_fall_back_to_the_dynamic_decode():
 
 
 @pytest.mark.slow
-def test_compiled_decode_gives_the_same_greedy_tokens(model_and_tokenizer, prompts, dynamic_greedy):
+def test_compiled_decode_gives_the_same_greedy_tokens(embedded_lm, prompts, dynamic_greedy):
     """torch.compile of the step (inductor on CPU, CUDA graphs on a GPU): the same arithmetic, the same tokens."""
-    backend = HFBackend(*model_and_tokenizer, decode="compiled")
+    backend = HFBackend(*embedded_lm, decode="compiled")
     assert ids(backend.generate(prompts, GREEDY, progress=False)) == ids(dynamic_greedy)
 
 
@@ -172,14 +159,14 @@ def test_gpu_bench_runs_on_cpu(tmp_path):
     assert result["greedy_agreement"] == {"static": 1.0}
 
 
-def test_grpo_backend_rollouts_use_the_decode(model_and_tokenizer, small_buckets):
+def test_grpo_backend_rollouts_use_the_decode(embedded_lm, small_buckets):
     """algorithm.rollouts=ours hands generation.decode to the rollout's backend, whose decoder (caches, graphs)
     outlives the step."""
     from types import SimpleNamespace
 
     from reasoning_rl.generation.rollout import backend_rollout
 
-    model, tokenizer = model_and_tokenizer
+    model, tokenizer = embedded_lm
     trainer = SimpleNamespace(
         args=SimpleNamespace(max_completion_length=12, temperature=0.0, top_p=1.0, top_k=0),
         processing_class=tokenizer, model_wrapped=model, state=SimpleNamespace(global_step=3),
