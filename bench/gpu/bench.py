@@ -11,9 +11,10 @@ on the weights, except through when sequences end: random weights almost never s
 sequence runs to --max-new-tokens (the worst case for the batch; real eval batches end earlier).
 
 Parts, each written to the JSON:
-* `generation`: our HF backend (`HFBackend.generate_ids`) on P prompts x N samples, tokens/s, for each
-  `--decodes` (generation.decode: dynamic, static, compiled; on a GPU, compiled is the CUDA-graph path).
-* `generation_hf_generate`: the same batch with plain `model.generate`, for the ratios `ours_vs_generate`.
+* `generation.ours_<decode>`: our HF backend (`HFBackend.generate_ids`) on P prompts x N samples, tokens/s,
+  for each of `--decodes` (generation.decode: dynamic, static, compiled; on a GPU compiled is the CUDA-graph
+  path); `greedy_agreement`: how many greedy tokens the decodes share.
+* `generation.hf_generate`: the same batch with plain `model.generate`, for the ratios `ours_vs_generate`.
   Each system first runs the full batch once untimed (`warmup_s`: compiling, recording graphs, the caching
   allocator's growth), then `--repeats` timed rounds interleaved across systems; the median round counts.
 * `grpo`: S GRPO steps as TRL's GRPOTrainer takes them, on LoRA adapters: sample N per prompt with the
