@@ -50,6 +50,25 @@ def test_one_process_is_the_identity(monkeypatch):
     assert parallel.own_seed(7) == 7  # one process samples what it always did
 
 
+def test_a_signal_during_the_stop_vote_counts_at_the_next_vote(monkeypatch):
+    """Every process must act on the vote, not on its own flag: a SIGUSR2 handled as this process returns from
+    the all-reduce (where it spends most of its waiting) sets its flag after the others voted 'go on'."""
+    from types import SimpleNamespace
+
+    from reasoning_rl.algorithms.policy_gradient import PolicyGradientTrainer
+
+    callback = SimpleNamespace(preempted=False)
+    trainer = SimpleNamespace(ctx=SimpleNamespace(checkpoint_callback=callback, preempted=False))
+
+    def vote(flag: bool) -> bool:  # the others voted False; the signal lands before the call returns
+        callback.preempted = trainer.ctx.preempted = True
+        return flag
+
+    monkeypatch.setattr(parallel, "any_rank", vote)
+    assert PolicyGradientTrainer.stopping(trainer) is False  # what every other process was told
+    assert PolicyGradientTrainer.stopping(trainer) is True  # and at the next vote all of them stop
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

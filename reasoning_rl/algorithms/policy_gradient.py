@@ -260,10 +260,12 @@ class PolicyGradientTrainer:
 
     def stopping(self) -> bool:
         """Preempted in any process: then all are, and stop at the same step; one that went on alone would
-        wait forever in the next all-reduce."""
-        if parallel.any_rank(self.ctx.preempted) and not self.ctx.preempted:
+        wait forever in the next all-reduce. The answer is the all-reduced one, not the local flag: a signal
+        that lands while this process waits in the all-reduce sets its flag after the others have voted."""
+        stop = parallel.any_rank(self.ctx.preempted)
+        if stop and not self.ctx.preempted:
             self.ctx.checkpoint_callback.preempted = True  # the train job then reports the stop here too
-        return self.ctx.preempted
+        return stop
 
     # ---- checkpoints: adapter, critic, optimizer, scheduler, RNG, step; COMPLETE written last
 
