@@ -29,10 +29,12 @@ def lora_b_norm(path):
 
 
 @pytest.mark.slow
-def test_grpo_smoke_trains_and_logs_curves(tmp_path):
+@pytest.mark.parametrize("rollouts,sampler", [("auto", "our HF backend"), ("trl", "TRL's generate")])
+def test_grpo_smoke_trains_and_logs_curves(rollouts, sampler, tmp_path):
     run_dir = tmp_path / "run"
-    result = run_job("train", *GRPO_SMOKE, f"hydra.run.dir={run_dir}")
+    result = run_job("train", *GRPO_SMOKE, f"algorithm.rollouts={rollouts}", f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert f"GRPO rollouts: {sampler}" in result.stdout + result.stderr  # auto on CPU: ours
     assert python_warnings(result.stderr) == []
     assert json.loads((run_dir / "status.json").read_text())["status"] == "completed"
     # LoRA's B matrices start at zero: non-zero means the optimizer really stepped.
@@ -91,6 +93,7 @@ def test_preempted_run_resumes_to_the_same_result(tmp_path):
         (["algorithm.rewards=[correctness,nope]", "algorithm.reward_weights=[1,1]"], "nope"),
         (["algorithm=nonexistent"], "algorithm"),
         (["peft.r=0"], "peft.r (the LoRA rank) must be an integer >= 1"),
+        (["algorithm.rollouts=fast"], "algorithm.rollouts='fast' is not one of ['auto', 'trl', 'ours']"),
     ],
 )
 def test_bad_training_config_is_one_clear_line(overrides, message, tmp_path):
@@ -98,6 +101,26 @@ def test_bad_training_config_is_one_clear_line(overrides, message, tmp_path):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
     assert message in result.stderr
+
+
+@pytest.mark.parametrize("rollouts,backend,device,forcing,ours", [
+    ("auto", "hf", "cpu", False, True),     # measured faster on CPU (bench/grpo_overhead)
+    ("auto", "hf", "cuda", False, False),   # not shown to beat TRL's generate on a GPU
+    ("auto", "vllm", "cuda", False, False),  # TRL's colocated engine
+    ("trl", "hf", "cpu", False, False),
+    ("ours", "hf", "cuda", False, True),
+    ("trl", "hf", "cpu", True, True),       # budget forcing can't go through TRL's generate
+    ("auto", "hf", "cuda", True, True),
+])
+def test_which_sampler_grpo_rollouts_use(rollouts, backend, device, forcing, ours):
+    from reasoning_rl.algorithms.grpo import samples_with_our_backend
+    from reasoning_rl.generation import GenerationSettings
+
+    block = {"backend": backend, "max_new_tokens": 64,
+             "budget_forcing": {"enabled": forcing, "max_thinking_tokens": 32, "num_extensions": 1}}
+    settings = GenerationSettings.from_cfg(block)
+    assert bool(settings.budget_forcing) == forcing
+    assert samples_with_our_backend(rollouts, settings, device) is ours
 
 
 def test_resume_refuses_a_different_config(tmp_path):
