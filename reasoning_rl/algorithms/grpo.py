@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -108,17 +109,21 @@ def train(ctx: TrainContext) -> None:
     generation = ctx.settings.generation  # budget forcing checked by check_config against max_completion_length
     ours = samples_with_our_backend(cfg.algorithm.get("rollouts", "auto"), generation, ctx.model.device.type)
     log.info("GRPO rollouts: %s", "our HF backend (rollout_func)" if ours else "TRL's generate")
-    trainer = GRPOTrainer(
-        rollout_func=(backend_rollout(generation.budget_forcing, seed=cfg.seed,
-                                      batch_size=generation.sampling.batch_size, decode=generation.decode)
-                      if ours else None),
-        model=ctx.model,
-        reward_funcs=reward_funcs,
-        args=args,
-        train_dataset=Dataset.from_list(problem_rows(ctx.train_problems)),
-        processing_class=ctx.tokenizer,
-        callbacks=ctx.callbacks(),
-    )
+    with warnings.catch_warnings():
+        # TRL marks rollout_func experimental on every run; it is our CPU default, checked against the pinned
+        # TRL by the tests, and docs/generation.md says so once instead of every run's log.
+        warnings.filterwarnings("ignore", message="You are using 'rollout_func'", category=UserWarning)
+        trainer = GRPOTrainer(
+            rollout_func=(backend_rollout(generation.budget_forcing, seed=cfg.seed,
+                                          batch_size=generation.sampling.batch_size, decode=generation.decode)
+                          if ours else None),
+            model=ctx.model,
+            reward_funcs=reward_funcs,
+            args=args,
+            train_dataset=Dataset.from_list(problem_rows(ctx.train_problems)),
+            processing_class=ctx.tokenizer,
+            callbacks=ctx.callbacks(),
+        )
     if generation.backend == "vllm":
         ctx.eval_backend = trl_engine_eval(trainer, generation)
     trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
