@@ -91,6 +91,7 @@ class HFModelNeverSampled:
     """The policy as the callback hands it over; sampling it (the HF path) fails the test."""
 
     generation_config = SimpleNamespace(eos_token_id=[7, 0])
+    device = SimpleNamespace(type="cpu")  # GRPO's algorithm.rollouts=auto looks where the policy is
 
     def _sampled(self, *args, **kwargs):
         raise AssertionError("the HF model was sampled")
