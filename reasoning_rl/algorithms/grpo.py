@@ -59,7 +59,8 @@ def samples_with_our_backend(rollouts: str, generation: GenerationSettings, devi
     """Whether GRPO's rollouts go through our HF backend (TRL's `rollout_func`) instead of TRL's generate.
 
     `auto` takes ours where it was measured faster: on CPU, where a prompt's N samples share one prefill
-    and LoRA is merged while sampling (bench/grpo_overhead: 0.82x bare TRL's step at the learn size).
+    and LoRA is merged while sampling (bench/grpo_overhead: 0.74x bare TRL's step at 64 new tokens, 0.82x at
+    the learn size's 12).
     On a GPU it keeps TRL's generate, which our eager decode has not been shown to beat (docs/generation.md),
     and with generation=vllm TRL's engine. Budget forcing needs ours: TRL's generate can't suppress a </think>.
     """
@@ -108,7 +109,8 @@ def train(ctx: TrainContext) -> None:
     )
     generation = ctx.settings.generation  # budget forcing checked by check_config against max_completion_length
     ours = samples_with_our_backend(cfg.algorithm.get("rollouts", "auto"), generation, ctx.model.device.type)
-    log.info("GRPO rollouts: %s", "our HF backend (rollout_func)" if ours else "TRL's generate")
+    log.info("GRPO rollouts: %s", "our HF backend (rollout_func)" if ours
+             else "TRL's vLLM engine" if generation.backend == "vllm" else "TRL's generate")
     with warnings.catch_warnings():
         # TRL marks rollout_func experimental on every run; it is our CPU default, checked against the pinned
         # TRL by the tests, and docs/generation.md says so once instead of every run's log.
